@@ -1,0 +1,203 @@
+"""Backbones: timm ViTs by name, offline weights, and the embedding model.
+
+The shipped glyph backbone is registered with timm (``@register_model``,
+pretrained config as data), so ``timm.create_model("vit_glyph_patch8_48",
+pretrained=True)`` works anywhere dmlbench is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import timm
+import torch
+from timm.data import resolve_data_config
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+from torch import nn
+
+from dmlbench.errors import UserError
+
+GLYPH_BACKBONE = "vit_glyph_patch8_48"
+GLYPH_BACKBONE_KWARGS = dict(img_size=48, patch_size=8, embed_dim=192, depth=6, num_heads=3)
+GLYPH_WEIGHTS_FILE = f"{GLYPH_BACKBONE}.safetensors"
+
+
+def shipped_weights_path() -> Path:
+    return Path(str(resources.files("dmlbench.assets").joinpath(GLYPH_WEIGHTS_FILE)))
+
+
+default_cfgs = generate_default_cfgs(
+    {
+        f"{GLYPH_BACKBONE}.dmlbench_glyphs": dict(
+            file=str(shipped_weights_path()),
+            num_classes=0,
+            input_size=(3, 48, 48),
+            crop_pct=1.0,
+            interpolation="bilinear",
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+            first_conv="patch_embed.proj",
+            classifier="head",
+            license="mit",
+        )
+    }
+)
+
+
+@register_model
+def vit_glyph_patch8_48(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """ViT (width 192, depth 6, 3 heads) on 48² glyph images, pretrained by ``dmlbench pretrain``."""
+    return build_model_with_cfg(
+        VisionTransformer,
+        GLYPH_BACKBONE,
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        **{**GLYPH_BACKBONE_KWARGS, **kwargs},
+    )
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def create_backbone(name: str, weights: str | None) -> nn.Module:
+    """A timm model that returns the CLS token after the final norm.
+
+    ``weights``: a file (.safetensors/.pth), ``"pretrained"`` for timm's own
+    source (the shipped file for the glyph backbone), or ``None`` for random init.
+    """
+    if not timm.is_model(name):
+        raise UserError(
+            f"unknown backbone {name!r}; use a timm ViT name such as "
+            f"{GLYPH_BACKBONE} or vit_small_patch16_224 (see timm.list_models('vit_*'))"
+        )
+    kwargs = dict(num_classes=0, global_pool="token")
+    if weights is None:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    if weights != "pretrained":
+        path = Path(weights)
+        if not path.is_file():
+            raise UserError(f"--weights {weights}: no such file; give a .safetensors or .pth file")
+        # custom_load=False: timm would otherwise expect its .npz format for
+        # some in21k checkpoints; a user's file is a plain state dict.
+        overlay = dict(file=str(path), custom_load=False)
+        try:
+            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+        except (RuntimeError, KeyError, ValueError) as e:
+            first = str(e).strip().splitlines()[0][:300]
+            raise UserError(f"--weights {weights}: does not fit backbone {name}: {first}") from None
+    return _create_pretrained(name, kwargs)
+
+
+def _create_pretrained(name: str, kwargs: dict) -> nn.Module:
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is not None and cfg.file:
+        if not Path(cfg.file).is_file():
+            raise UserError(f"backbone {name}: its weights file {cfg.file} is missing")
+        return timm.create_model(name, pretrained=True, **kwargs)
+    # Hub weights: use the local Hugging Face cache when it has them, and probe
+    # the hub before asking timm, so a machine without network fails in seconds
+    # instead of in timm's ~47-second retry loop.
+    cached = _hub_cached_file(cfg.hf_hub_id) if cfg is not None and cfg.hf_hub_id else None
+    if cached is not None:
+        overlay = dict(file=cached, custom_load=False)
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable():
+        raise UserError(
+            f"backbone {name}: pretrained weights are not in the local cache and the hub is not "
+            f"reachable; download them elsewhere and pass --weights FILE (.safetensors/.pth), "
+            f"or use --weights none for random init"
+        )
+    return timm.create_model(name, pretrained=True, **kwargs)
+
+
+def _hub_cached_file(repo_id: str) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        found = try_to_load_from_cache(repo_id, filename)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def backbone_data_config(backbone: nn.Module) -> dict:
+    """input_size, mean, std, … from the backbone's timm pretrained config."""
+    return resolve_data_config(model=backbone)
+
+
+class EmbeddingHead(nn.Module):
+    """LayerNorm(D) → Linear(D, E) (xavier, zero bias) → L2 normalise (vptsp.md)."""
+
+    def __init__(self, in_dim: int, embedding_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(in_dim)
+        self.proj = nn.Linear(in_dim, embedding_dim)
+        nn.init.xavier_uniform_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.proj(self.norm(features)), dim=-1)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a method needs to know about the model it attaches to."""
+
+    backbone: str
+    feature_dim: int
+    embedding_dim: int
+    num_classes: int
+    depth: int
+
+
+class EmbeddingModel(nn.Module):
+    """Backbone → head → unit vectors, plus one learnable proxy per training class.
+
+    The proxies live here (not in the loss) so that "what trains" is one
+    module's ``requires_grad`` flags and one state dict, whichever method runs.
+    """
+
+    def __init__(self, backbone: nn.Module, embedding_dim: int, num_classes: int):
+        super().__init__()
+        self.backbone = backbone
+        self.head = EmbeddingHead(backbone.num_features, embedding_dim)
+        self.proxies = nn.Parameter(torch.empty(num_classes, embedding_dim))
+        # Proxy-Anchor's initialisation (Kim et al. 2020).
+        nn.init.kaiming_normal_(self.proxies, mode="fan_out")
+
+    @property
+    def spec(self) -> ModelSpec:
+        return ModelSpec(
+            backbone=getattr(self.backbone, "default_cfg", {}).get("architecture", ""),
+            feature_dim=self.backbone.num_features,
+            embedding_dim=self.head.proj.out_features,
+            num_classes=self.proxies.shape[0],
+            depth=len(getattr(self.backbone, "blocks", [])),
+        )
+
+    def backbone_trains(self) -> bool:
+        return any(p.requires_grad for p in self.backbone.parameters())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # A frozen backbone runs without autograd: a linear probe must not
+        # store the backbone's activations.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.backbone_trains()):
+            features = self.backbone(images)
+        return self.head(features)
+
+
+def build_model(
+    backbone: str, weights: str | None, embedding_dim: int | None, num_classes: int
+) -> EmbeddingModel:
+    net = create_backbone(backbone, weights)
+    return EmbeddingModel(net, embedding_dim or net.num_features, num_classes)

@@ -1,0 +1,164 @@
+"""The ``dmlbench`` command line: thin click commands that parse, call and print."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from dmlbench.errors import UserError
+
+
+class DmlbenchGroup(click.Group):
+    """Turns a UserError into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=DmlbenchGroup)
+def main() -> None:
+    """dmlbench: parameter-efficient fine-tuning of ViTs for deep metric learning."""
+
+
+@main.command()
+@click.option("--epochs", type=click.IntRange(min=1), default=6, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-4, show_default=True)
+@click.option("--images-per-class", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to save the .safetensors (default: the packaged asset that dmlbench ships).",
+)
+def pretrain(epochs, batch_size, lr, images_per_class, seed, output) -> None:
+    """Pretrain the glyph backbone on the 'pretrain' glyph classes (disjoint from train/test)."""
+    from dmlbench.backbone import shipped_weights_path
+    from dmlbench.pretrain import PretrainConfig, pretrain as run_pretrain
+
+    config = PretrainConfig(
+        epochs=epochs, batch_size=batch_size, lr=lr, images_per_class=images_per_class, seed=seed
+    )
+    output = output or shipped_weights_path()
+    command = "dmlbench " + shlex.join(sys.argv[1:])
+    record = run_pretrain(config, output, command)
+    last = record["history"][-1]
+    click.echo(
+        f"saved {output} ({record['pretrain_classes']} classes, {record['pretrain_images']} images, "
+        f"final train top-1 {last['train_top1']:.3f}, {record['seconds']:.0f} s)"
+    )
+
+
+@main.command()
+@click.option("--method", default=None, help="Method name (see `dmlbench methods`). [default: linear-probe]")
+@click.option(
+    "--opt",
+    "opts",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A method option, repeatable (see `dmlbench methods --verbose`).",
+)
+@click.option("--dataset", default=None, help="Dataset name or folder:PATH. [default: glyphs]")
+@click.option("--backbone", default=None, help="timm model name. [default: the dataset's]")
+@click.option(
+    "--weights",
+    default=None,
+    help="Backbone weights: a .safetensors/.pth file, 'pretrained' or 'none'. [default: pretrained]",
+)
+@click.option("--embedding-dim", type=int, default=None, help="[default: backbone width]")
+@click.option("--epochs", type=int, default=None, help="[default: the dataset's recipe]")
+@click.option("--batch-size", type=int, default=None, help="[default: the dataset's recipe]")
+@click.option("--images-per-class", type=int, default=None, help="Images of each class per batch.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default=None)
+@click.option("--lr", type=float, default=None, help="Learning rate of the model's parameters.")
+@click.option("--proxy-lr", type=float, default=None, help="Learning rate of the proxies.")
+@click.option("--seed", type=int, default=None, help="[default: 0]")
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N. [default: auto]")
+@click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default=None)
+@click.option("--eval-every", type=int, default=None, help="Evaluate every N epochs (0: at the end).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="YAML file of run-config keys; flags override it.",
+)
+@click.option("--output", default=None, help="Root folder of run directories. [default: results/runs]")
+def run(config_file, opts, **flags) -> None:
+    """Train one method on one dataset and evaluate it on the unseen classes."""
+    from dmlbench.config import make_config
+    from dmlbench.options import parse_key_values
+    from dmlbench.run import execute
+
+    flags["method_options"] = parse_key_values(opts)
+    config = make_config(config_file, flags)
+    result = execute(config, echo=click.echo)
+    click.echo(format_summary(result.summary, result.run_dir))
+
+
+def format_summary(summary: dict, run_dir: Path) -> str:
+    m, p, mem, t = summary["metrics"], summary["params"], summary["memory"], summary["time"]
+    recalls = "  ".join(
+        f"R@{k.split('@')[1]} {v:.4f}" for k, v in m.items() if k.startswith("recall@")
+    )
+    lines = [
+        f"result ({summary['method']} on {summary['dataset']}, unseen classes, {m['queries']} queries)",
+        f"  {recalls}",
+        f"  MAP@R {m['map@r']:.4f}  R-precision {m['r_precision']:.4f}  "
+        f"(paper-style MAP@R {m['map@r_paper']:.4f})",
+        f"  tunable parameters {p['tunable']:,} of {p['total']:,} "
+        f"({p['tunable_pct_of_backbone']:.2f}% of the backbone's {p['backbone']:,})",
+        f"  peak memory {mem['peak_mb']:.0f} MB "
+        + (
+            f"(torch allocator; NVML {mem['nvml_peak_used_mb']:.0f} MB)"
+            if mem.get("cuda_max_allocated_mb") is not None
+            else "(RSS growth during training)"
+        ),
+        f"  time {t['wall_seconds']:.0f} s; train {t['train_images_per_s']:.0f} img/s, "
+        f"eval {t['eval_images_per_s']:.0f} img/s",
+        f"  stored in {run_dir}",
+    ]
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--verbose", "-v", is_flag=True, help="Also list each method's options.")
+def methods(verbose: bool) -> None:
+    """List the registered methods (built-in and plugins)."""
+    from dmlbench.options import describe_options
+    from dmlbench.registry import get_method, method_names
+
+    names = method_names()
+    width = max(map(len, names))
+    for name in names:
+        cls = get_method(name)
+        click.echo(f"{name:<{width}}  {cls.description}")
+        if verbose:
+            for opt, type_name, default, help_text in describe_options(cls.Options):
+                click.echo(f"{'':<{width}}    {opt} ({type_name}, default {default!r}): {help_text}")
+
+
+@main.command()
+def datasets() -> None:
+    """List the datasets, their training-class counts and where their data lives."""
+    from dmlbench.data.spec import CATALOG, dataset_names, get_dataset
+
+    for name in dataset_names():
+        if name.endswith(":PATH"):
+            prefix = name.split(":")[0]
+            click.echo(f"{name:<14} {CATALOG.prefixed[prefix].description}")
+            continue
+        spec = get_dataset(name)
+        state = "present" if spec.is_present() else "absent"
+        click.echo(
+            f"{name:<14} {spec.description}\n{'':<14} train classes {spec.num_train_classes}, "
+            f"R@K {list(spec.recall_ks)}; {state} at {spec.location()}"
+        )

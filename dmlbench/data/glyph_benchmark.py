@@ -1,0 +1,44 @@
+"""``glyphs``: the offline default benchmark (CUB-shaped: 100 train, 100 test classes)."""
+
+from __future__ import annotations
+
+from dmlbench.backbone import GLYPH_BACKBONE
+from dmlbench.data.glyph_classes import shipped_class_lists
+from dmlbench.data.glyphs import GlyphPartConfig, ensure_part
+from dmlbench.data.image_list import ImageRecord, read_csv_records
+from dmlbench.data.spec import DatasetSpec, Recipe, register_dataset
+from dmlbench.data.transforms import TransformSpec
+from dmlbench.paths import cache_root
+
+IMAGES_PER_CLASS = 40
+
+
+@register_dataset("glyphs")
+class GlyphDataset(DatasetSpec):
+    description = "Unicode glyphs rendered from matplotlib's fonts (offline; generated on first use)"
+    # Mirrored glyphs can be other glyphs (b/d, p/q): no flips.
+    transform = TransformSpec(flip=False, crop_scale=(0.6, 1.0), resize_ratio=1.0)
+    recipe = Recipe(
+        backbone=GLYPH_BACKBONE,
+        weights="pretrained",
+        epochs=8,
+        batch_size=64,
+        images_per_class=4,
+        optimizer="adamw",
+        lr=1e-4,
+        proxy_lr=1e-2,
+        weight_decay=1e-4,
+    )
+
+    def __init__(self, images_per_class: int = IMAGES_PER_CLASS):
+        self.part = GlyphPartConfig("eval", images_per_class)
+
+    @property
+    def num_train_classes(self) -> int:
+        return len(shipped_class_lists()["train"])
+
+    def records(self) -> list[ImageRecord]:
+        return read_csv_records(ensure_part(self.part) / "manifest.csv")
+
+    def location(self) -> str:
+        return str(cache_root() / "glyphs")

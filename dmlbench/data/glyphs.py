@@ -1,0 +1,163 @@
+"""The embedded offline benchmark: glyphs rendered from matplotlib's fonts.
+
+Classes are Unicode code points (shipped lists, see ``glyph_classes``);
+instances are (font, seeded augmentation) pairs. A *part* (``eval`` = the
+train + test classes, ``pretrain`` = the backbone's pretraining classes) is
+generated once into the cache as a plain image folder plus ``manifest.csv``
+(path,label,split — the same CSV a user can give for their own images) and
+``fingerprint.json``. The folder name carries the fingerprint, so other fonts
+or another generator version never reuse stale images.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from dmlbench.atomic import write_json_atomic
+from dmlbench.data.fonts import drawing_fonts, file_sha256, font_files, render_mask
+from dmlbench.data.glyph_classes import shipped_class_lists
+from dmlbench.errors import UserError
+from dmlbench.paths import cache_root
+
+GENERATOR_VERSION = 1
+# Fewer covering fonts than this on the installed matplotlib means too little
+# variety per class: refuse rather than silently build an easier benchmark.
+MIN_FONTS_AT_GENERATION = 6
+
+PARTS = {"eval": ("train", "test"), "pretrain": ("pretrain",)}
+
+
+@dataclass(frozen=True)
+class GlyphStyle:
+    """Augmentation ranges of one rendered instance."""
+
+    image_size: int = 64
+    font_size_frac: float = 0.62
+    font_size_jitter: float = 0.15
+    max_rotation_deg: float = 15.0
+    max_shift_px: float = 4.0
+    max_stroke: int = 1
+    min_contrast: float = 0.35
+    noise_std_max: float = 8.0
+
+
+@dataclass(frozen=True)
+class GlyphPartConfig:
+    part: str
+    images_per_class: int
+    seed: int = 0
+    style: GlyphStyle = GlyphStyle()
+
+
+def class_name(code_point: int) -> str:
+    return f"U+{code_point:04X}"
+
+
+def render_instance(code_point: int, font: Path, rng: np.random.Generator, style: GlyphStyle):
+    """One augmented RGB instance: mask → affine jitter → colours → noise."""
+    size = style.image_size
+    font_size = round(size * style.font_size_frac * (1 + rng.uniform(-1, 1) * style.font_size_jitter))
+    stroke = int(rng.integers(0, style.max_stroke + 1))
+    mask = Image.fromarray(render_mask(code_point, font, size, font_size, stroke))
+    angle = float(rng.uniform(-style.max_rotation_deg, style.max_rotation_deg))
+    shift = rng.uniform(-style.max_shift_px, style.max_shift_px, size=2)
+    mask = mask.rotate(angle, resample=Image.BILINEAR, translate=tuple(shift), fillcolor=0)
+    alpha = np.asarray(mask, dtype=np.float32)[..., None] / 255.0
+    background = rng.uniform(0, 1, size=3)
+    foreground = rng.uniform(0, 1, size=3)
+    while abs(foreground.mean() - background.mean()) < style.min_contrast:
+        foreground = rng.uniform(0, 1, size=3)
+    image = background + alpha * (foreground - background)
+    image = image * 255.0 + rng.normal(0, rng.uniform(0, style.noise_std_max), size=image.shape)
+    return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+
+
+def part_classes(part: str) -> dict[str, list[int]]:
+    lists = shipped_class_lists()
+    return {split: lists[split] for split in PARTS[part]}
+
+
+def fingerprint(config: GlyphPartConfig) -> dict:
+    classes = part_classes(config.part)
+    return {
+        "generator_version": GENERATOR_VERSION,
+        "config": asdict(config),
+        "classes_sha256": hashlib.sha256(json.dumps(classes).encode()).hexdigest(),
+        "fonts": {p.name: file_sha256(p) for p in font_files()},
+    }
+
+
+def fingerprint_id(fp: dict) -> str:
+    return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _render_class(args) -> list[tuple[str, str, str]]:
+    code_point, split, out_dir, config = args
+    fonts = drawing_fonts(code_point)
+    if len(fonts) < MIN_FONTS_AT_GENERATION:
+        raise UserError(
+            f"glyph class {class_name(code_point)} is drawn by only {len(fonts)} of matplotlib's "
+            f"fonts (need {MIN_FONTS_AT_GENERATION}); install the matplotlib version named in "
+            "the README or pick another dataset"
+        )
+    cls_dir = Path(out_dir) / class_name(code_point)
+    cls_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(config.images_per_class):
+        rng = np.random.default_rng([config.seed, code_point, i])
+        image = render_instance(code_point, fonts[i % len(fonts)], rng, config.style)
+        rel = f"{class_name(code_point)}/{i:03d}.png"
+        image.save(Path(out_dir) / rel, optimize=False, compress_level=1)
+        rows.append((rel, class_name(code_point), split))
+    return rows
+
+
+def ensure_part(config: GlyphPartConfig, root: Path | None = None, workers: int | None = None) -> Path:
+    """Generate the part once (deterministically) and return its folder."""
+    fp = fingerprint(config)
+    base = (root or cache_root() / "glyphs") / f"{config.part}-{fingerprint_id(fp)}"
+    if (base / "manifest.csv").exists():
+        return base
+    tmp = base.with_name(f".{base.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    jobs = [
+        (cp, split, str(tmp), config)
+        for split, cps in part_classes(config.part).items()
+        for cp in cps
+    ]
+    workers = workers or min(2, os.cpu_count() or 1)
+    rows: list[tuple[str, str, str]] = []
+    desc = f"rendering glyphs ({config.part})"
+    with tqdm(total=len(jobs) * config.images_per_class, desc=desc, unit="img") as bar:
+        if workers > 1:
+            with get_context("spawn").Pool(workers) as pool:
+                for class_rows in pool.imap(_render_class, jobs, chunksize=8):
+                    rows += class_rows
+                    bar.update(len(class_rows))
+        else:
+            for job in jobs:
+                class_rows = _render_class(job)
+                rows += class_rows
+                bar.update(len(class_rows))
+    with open(tmp / "manifest.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "split"])
+        writer.writerows(rows)
+    write_json_atomic(tmp / "fingerprint.json", fp)
+    try:
+        os.replace(tmp, base)
+    except OSError:  # another process finished first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    return base

@@ -1,0 +1,104 @@
+"""What a benchmark is: its records, splits, transforms and default recipe.
+
+A dataset spec knows its training-class count without reading images (so
+``dmlbench params`` can build the model), which splits train and which are
+searched at test time, and the paper's training recipe for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from dmlbench.data.image_list import ImageRecord
+from dmlbench.data.transforms import TransformSpec
+from dmlbench.errors import UserError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Training defaults for a dataset; any run-config key left unset takes these."""
+
+    backbone: str = "vit_small_patch16_224.augreg_in21k"
+    weights: str = "pretrained"
+    epochs: int = 15
+    batch_size: int = 64
+    images_per_class: int = 2
+    optimizer: str = "sgd"
+    lr: float = 5e-3
+    proxy_lr: float = 0.1
+    weight_decay: float = 1e-6
+
+
+class DatasetSpec:
+    """Base class of dataset specs; subclasses fill the class attributes and ``records``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    recall_ks: tuple[int, ...] = (1, 2, 4, 8)
+    train_split: str = "train"
+    # One split: queries searched among themselves; two: (query, gallery).
+    eval_splits: tuple[str, ...] = ("test",)
+    transform: TransformSpec = TransformSpec()
+    recipe: Recipe = Recipe()
+
+    @property
+    def num_train_classes(self) -> int:
+        raise NotImplementedError
+
+    def records(self) -> list[ImageRecord]:
+        """Every image with its label and split; generates or verifies data as needed."""
+        raise NotImplementedError
+
+    def location(self) -> str:
+        return ""
+
+    def is_present(self) -> bool:
+        return True
+
+
+@dataclass
+class DatasetCatalog:
+    factories: dict[str, Callable[[], DatasetSpec]] = field(default_factory=dict)
+    prefixed: dict[str, Callable[[str], DatasetSpec]] = field(default_factory=dict)
+
+
+CATALOG = DatasetCatalog()
+
+
+def register_dataset(name: str):
+    """Class decorator for a DatasetSpec subclass with a no-argument constructor."""
+
+    def decorate(cls):
+        cls.name = name
+        CATALOG.factories[name] = cls
+        return cls
+
+    return decorate
+
+
+def register_dataset_prefix(prefix: str, factory: Callable[[str], DatasetSpec]) -> None:
+    """``PREFIX:ARG`` dataset names, e.g. ``folder:/path/to/images``."""
+    CATALOG.prefixed[prefix] = factory
+
+
+def _discover() -> None:
+    # Importing the modules runs their @register_dataset decorators.
+    import dmlbench.data.folder  # noqa: F401
+    import dmlbench.data.glyph_benchmark  # noqa: F401
+
+
+def dataset_names() -> list[str]:
+    _discover()
+    return sorted(CATALOG.factories) + [f"{p}:PATH" for p in sorted(CATALOG.prefixed)]
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    _discover()
+    prefix, sep, arg = name.partition(":")
+    if sep and prefix in CATALOG.prefixed:
+        return CATALOG.prefixed[prefix](arg)
+    if name in CATALOG.factories:
+        return CATALOG.factories[name]()
+    raise UserError(f"unknown dataset {name!r}; valid datasets: {', '.join(dataset_names())}")

@@ -1,0 +1,113 @@
+"""Pretraining the shipped glyph backbone (the "ImageNet-21k" of the glyph benchmark).
+
+Supervised classification on the ``pretrain`` glyph classes only, which are
+disjoint from the benchmark's train and test classes. The result is saved as
+safetensors (backbone without classifier) with metadata saying what made it:
+timm config, command, seed, data fingerprint, epochs and final accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import timm
+import torch
+from safetensors.torch import save_file
+from torch import nn
+from tqdm import tqdm
+
+from dmlbench.atomic import write_json_atomic
+from dmlbench.backbone import GLYPH_BACKBONE, GLYPH_BACKBONE_KWARGS
+from dmlbench.data.glyphs import GlyphPartConfig, ensure_part, fingerprint_id
+from dmlbench.data.image_list import ImageListDataset, read_csv_records
+from dmlbench.data.transforms import TransformSpec, train_transform
+from dmlbench.seeding import seed_everything
+
+
+@dataclass
+class PretrainConfig:
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 5e-4  # DeiT's rule: 5e-4 · batch/512, doubled for the short schedule
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.05
+    label_smoothing: float = 0.1
+    images_per_class: int = 30
+    seed: int = 0
+    bf16: bool = True  # CPU autocast; ~25% faster here, and a one-off job
+
+
+def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def pretrain(config: PretrainConfig, output: Path, command: str) -> dict:
+    generator = seed_everything(config.seed)
+    part = ensure_part(GlyphPartConfig("pretrain", config.images_per_class, seed=0))
+    records = read_csv_records(part / "manifest.csv")
+    model = timm.create_model(GLYPH_BACKBONE, pretrained=False, num_classes=len({r.label for r in records}))
+    data_cfg = timm.data.resolve_data_config(model=model)
+    size = data_cfg["input_size"][-1]
+    transform = train_transform(
+        TransformSpec(flip=False, crop_scale=(0.8, 1.0)), size, data_cfg["mean"], data_cfg["std"]
+    )
+    dataset = ImageListDataset(records, transform)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, generator=generator
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    total = config.epochs * len(loader)
+    warmup = max(1, int(config.warmup_fraction * total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: cosine_with_warmup(s, total, warmup)
+    )
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    history = []
+    start = time.time()
+    for epoch in range(config.epochs):
+        model.train()
+        correct = seen = 0
+        loss_sum = 0.0
+        bar = tqdm(loader, desc=f"pretrain epoch {epoch + 1}/{config.epochs}", unit="batch")
+        for images, labels in bar:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                logits = model(images)
+                loss = criterion(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(labels)
+            loss_sum += loss.item() * len(labels)
+            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / seen:.3f}")
+        history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_top1": correct / seen})
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith("head.")}
+    record = {
+        "timm_model": GLYPH_BACKBONE,
+        "timm_kwargs": GLYPH_BACKBONE_KWARGS,
+        "command": command,
+        "config": asdict(config),
+        "data_part": part.name,
+        "data_fingerprint": fingerprint_id(json.loads((part / "fingerprint.json").read_text())),
+        "pretrain_classes": len(dataset.classes),
+        "pretrain_images": len(dataset),
+        "history": history,
+        "seconds": round(time.time() - start, 1),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "machine": platform.machine(),
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(output), metadata={"dmlbench_record": json.dumps(record)})
+    write_json_atomic(output.with_suffix(".json"), record)
+    return record

@@ -1,0 +1,126 @@
+"""The run store: one directory per run, every file written atomically.
+
+Layout of ``<root>/<run-id>/``: ``config.yaml`` (resolved), ``epochs.jsonl``
+(one JSON object per epoch), ``summary.json`` (final metrics, parameters,
+memory, time, status) and ``environment.json`` (versions, device, git commit).
+A run directory is created exclusively and never reused, so no earlier
+result is ever overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dmlbench.atomic import write_json_atomic, write_text_atomic
+
+DEFAULT_ROOT = Path("results/runs")
+
+
+def new_run_dir(root: Path, label: str) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+    run_dir = Path(root) / f"{stamp}-{safe}-{uuid.uuid4().hex[:6]}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    return run_dir
+
+
+class RunWriter:
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self._epochs: list[str] = []
+
+    def write_config(self, config_yaml: str) -> None:
+        write_text_atomic(self.run_dir / "config.yaml", config_yaml)
+
+    def append_epoch(self, record: dict[str, Any]) -> None:
+        # Rewrite the whole (small) file atomically: a crash never leaves a torn line.
+        self._epochs.append(json.dumps(record, sort_keys=True, default=float))
+        write_text_atomic(self.run_dir / "epochs.jsonl", "\n".join(self._epochs) + "\n")
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json_atomic(self.run_dir / "summary.json", summary)
+
+    def write_environment(self, device: str) -> None:
+        write_json_atomic(self.run_dir / "environment.json", environment(device))
+
+
+def environment(device: str) -> dict[str, Any]:
+    import faiss
+    import pytorch_metric_learning
+    import timm
+    import torch
+
+    import dmlbench
+
+    env = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "pytorch_metric_learning": pytorch_metric_learning.__version__,
+        "faiss": faiss.__version__,
+        "dmlbench": dmlbench.__version__,
+        "device": device,
+        "cpu_threads": torch.get_num_threads(),
+        "git_commit": _git_commit(),
+    }
+    if device.startswith("cuda"):
+        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return env
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}{k}." if not prefix.endswith(".") and prefix else f"{prefix}{k}.", v, out)
+    else:
+        out[prefix.rstrip(".")] = value
+
+
+def load(path: str | Path = DEFAULT_ROOT) -> pd.DataFrame:
+    """All finished runs under ``path`` (or one run directory), one flat row per run.
+
+    Summary keys come first (``metrics.recall@1``, ``params.tunable`` …), then
+    ``config.*`` keys; ``run_dir`` says where each row came from. Unreadable
+    run directories are skipped, never modified.
+    """
+    import yaml
+
+    path = Path(path)
+    run_dirs = [path] if (path / "summary.json").exists() else sorted(
+        p.parent for p in path.glob("*/summary.json")
+    )
+    rows = []
+    for run_dir in run_dirs:
+        try:
+            summary = json.loads((run_dir / "summary.json").read_text())
+            config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+        row: dict[str, Any] = {"run_dir": str(run_dir)}
+        _flatten("", summary, row)
+        _flatten("config.", config, row)
+        rows.append(row)
+    return pd.DataFrame(rows)

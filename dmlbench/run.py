@@ -1,0 +1,230 @@
+"""One benchmark run: config → data → model → method → training → evaluation → run directory.
+
+Data flows one way: the dataset spec gives records, the sampler gives
+class-balanced batches, the method prepares the model, the trainer fits it,
+the evaluator scores unseen classes, and the run store keeps everything.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pytorch_metric_learning.samplers import MPerClassSampler
+
+from dmlbench.backbone import backbone_data_config, build_model
+from dmlbench.config import RunConfig, resolve, to_yaml
+from dmlbench.data.image_list import ImageListDataset
+from dmlbench.data.spec import DatasetSpec, get_dataset
+from dmlbench.data.transforms import test_transform, train_transform
+from dmlbench.errors import UserError
+from dmlbench.evaluate import retrieval_metrics
+from dmlbench.losses import ProxyAnchorLoss
+from dmlbench.meter import PeakMemory, Stopwatch, count_parameters, peak_memory_mb
+from dmlbench.method import Method
+from dmlbench.registry import get_method
+from dmlbench.results import RunWriter, new_run_dir
+from dmlbench.seeding import seed_everything
+from dmlbench.trainer import Trainer, autocast_dtype, compute_embeddings, cosine_schedule
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return device
+
+
+def prepare(config: RunConfig) -> tuple[RunConfig, DatasetSpec, Method]:
+    """Validate everything that can be validated before any heavy work."""
+    dataset = get_dataset(config.dataset)
+    method = get_method(config.method).from_values(config.method_options)
+    return resolve(config, dataset), dataset, method
+
+
+def build_optimizer(config: RunConfig, groups: list[dict]) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _loader(dataset, config, device, sampler=None, batch_size=None, generator=None):
+    workers = config.num_workers
+    if workers is None:
+        workers = 0 if device.type == "cpu" else min(8, os.cpu_count() or 1)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size or config.batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        drop_last=sampler is not None,
+        generator=generator,
+        persistent_workers=workers > 0,
+    )
+
+
+def evaluate_model(model, spec: DatasetSpec, eval_sets, config, device, amp) -> dict:
+    watch = Stopwatch()
+    embedded = [compute_embeddings(model, loader, device, amp) for loader in eval_sets]
+    embed_seconds = watch.elapsed()
+    if len(embedded) == 1:
+        (q, ql), = embedded
+        metrics = retrieval_metrics(q, ql, ks=spec.recall_ks)
+    else:
+        (q, ql), (g, gl) = embedded
+        metrics = retrieval_metrics(q, ql, g, gl, ks=spec.recall_ks)
+    images = sum(len(e[0]) for e in embedded)
+    metrics["eval_images_per_s"] = images / embed_seconds if embed_seconds else float("nan")
+    metrics["eval_seconds"] = watch.elapsed()
+    return metrics
+
+
+def execute(config: RunConfig, echo=print) -> RunResult:
+    config, spec, method = prepare(config)
+    device = pick_device(config.device)
+    generator = seed_everything(config.seed)
+    model = build_model(config.backbone, config.weights, config.embedding_dim, spec.num_train_classes)
+    try:
+        method.attach(model)
+    except ValueError as e:
+        raise UserError(f"method {config.method}: {e}") from None
+
+    records = spec.records()
+    data_cfg = backbone_data_config(model.backbone)
+    size, mean, std = data_cfg["input_size"][-1], data_cfg["mean"], data_cfg["std"]
+    train_set = ImageListDataset(
+        [r for r in records if r.split == spec.train_split],
+        train_transform(spec.transform, size, mean, std),
+    )
+    if len(train_set.classes) != model.spec.num_classes:
+        raise UserError(
+            f"dataset {spec.name}: {len(train_set.classes)} training classes found, "
+            f"{model.spec.num_classes} expected"
+        )
+    classes_per_batch = config.batch_size // config.images_per_class
+    if classes_per_batch > len(train_set.classes):
+        raise UserError(
+            f"batch_size/images_per_class = {classes_per_batch} classes per batch, but the "
+            f"training split has only {len(train_set.classes)}; lower batch_size"
+        )
+    test_tf = test_transform(spec.transform, size, mean, std)
+    eval_sets = [
+        _loader(
+            ImageListDataset([r for r in records if r.split == s], test_tf),
+            config,
+            device,
+            batch_size=config.eval_batch_size,
+        )
+        for s in spec.eval_splits
+    ]
+    steps_per_epoch = len(train_set) // config.batch_size
+    if steps_per_epoch < 1:
+        raise UserError(
+            f"batch_size {config.batch_size} exceeds the {len(train_set)} training images"
+        )
+    sampler = MPerClassSampler(
+        train_set.targets,
+        m=config.images_per_class,
+        batch_size=config.batch_size,
+        length_before_new_iter=steps_per_epoch * config.batch_size,
+    )
+    train_loader = _loader(train_set, config, device, sampler=sampler, generator=generator)
+
+    model.to(device)
+    proxy_lr = config.proxy_lr
+    optimizer = build_optimizer(config, method.param_groups(model, config.lr, proxy_lr))
+    total_steps = config.epochs * steps_per_epoch
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(total_steps, warmup))
+    loss_fn = ProxyAnchorLoss(config.loss_alpha, config.loss_margin, config.loss_positive_divisor)
+    amp = autocast_dtype(config.amp, device)
+    trainer = Trainer(model, method, loss_fn, optimizer, scheduler, device, amp, config.grad_clip)
+
+    label = f"{config.method}-{config.dataset.replace(':', '_').replace('/', '_')}-s{config.seed}"
+    writer = RunWriter(new_run_dir(Path(config.output), label))
+    writer.write_config(to_yaml(config))
+    writer.write_environment(str(device))
+    params = count_parameters(model)
+    echo(
+        f"run {writer.run_dir}: {config.method} on {spec.name}, backbone {config.backbone}, "
+        f"{params.tunable:,} tunable of {params.total:,} parameters, device {device}"
+    )
+    summary: dict = {
+        "status": "running",
+        "method": config.method,
+        "dataset": spec.name,
+        "backbone": config.backbone,
+        "seed": config.seed,
+        "params": {
+            "tunable": params.tunable,
+            "total": params.total,
+            "backbone": params.backbone,
+            "tunable_pct_of_backbone": params.tunable_pct_of_backbone,
+        },
+    }
+    wall = Stopwatch()
+    train_seconds = 0.0
+    train_images = 0
+    metrics: dict = {}
+    try:
+        with PeakMemory(device) as memory:
+            for epoch in range(1, config.epochs + 1):
+                record = trainer.train_epoch(train_loader, epoch, total=steps_per_epoch)
+                train_seconds += record["train_seconds"]
+                train_images += record["train_images"]
+                if epoch == config.epochs or (config.eval_every and epoch % config.eval_every == 0):
+                    metrics = evaluate_model(model, spec, eval_sets, config, device, amp)
+                    record.update(metrics)
+                writer.append_epoch(record)
+                echo(_epoch_line(record, spec.recall_ks))
+    except BaseException as e:
+        summary.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+        summary["wall_seconds"] = wall.elapsed()
+        writer.write_summary(summary)
+        raise
+    memory_result = memory.result()
+    summary.update(
+        status="finished",
+        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        metrics={k: v for k, v in metrics.items() if k not in ("eval_seconds", "eval_images_per_s")},
+        memory={**memory_result, "peak_mb": peak_memory_mb(memory_result)},
+        time={
+            "wall_seconds": wall.elapsed(),
+            "train_seconds": train_seconds,
+            "train_images_per_s": train_images / train_seconds if train_seconds else None,
+            "eval_images_per_s": metrics.get("eval_images_per_s"),
+            "epochs": config.epochs,
+        },
+    )
+    writer.write_summary(summary)
+    return RunResult(writer.run_dir, summary)
+
+
+def _epoch_line(record: dict, ks) -> str:
+    line = (
+        f"epoch {record['epoch']}: loss {record['loss']:.4f}, "
+        f"{record['train_images_per_s']:.0f} img/s"
+    )
+    if "map@r" in record:
+        recalls = " ".join(f"R@{k} {record[f'recall@{k}']:.4f}" for k in ks)
+        line += f" | {recalls} MAP@R {record['map@r']:.4f} RP {record['r_precision']:.4f}"
+    return line

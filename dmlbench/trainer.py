@@ -1,0 +1,115 @@
+"""The training loop. It sees a model, a plugin object, a loss and batches;
+what the plugin does to the model is the plugin's business."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from dmlbench.meter import Stopwatch
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The mixed-precision dtype for ``amp`` on ``device`` (None = full fp32)."""
+    if device.type != "cuda" or amp == "off":
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if amp == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def cosine_schedule(total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        plugin,
+        loss_fn: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        device: torch.device,
+        amp_dtype: torch.dtype | None = None,
+        grad_clip: float | None = None,
+    ):
+        self.model, self.plugin, self.loss_fn = model, plugin, loss_fn
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.device, self.amp_dtype, self.grad_clip = device, amp_dtype, grad_clip
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        self.step = 0
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def train_epoch(self, batches: Iterable, epoch: int, total: int | None = None) -> dict:
+        self.model.train()
+        watch = Stopwatch()
+        loss_sum, images = 0.0, 0
+        bar = tqdm(batches, total=total, desc=f"epoch {epoch}", unit="batch", leave=False)
+        for x, y in bar:
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            with self._autocast():
+                embeddings = self.model(x)
+                proxies = self.plugin.proxies(self.model, x, y)
+                loss = self.loss_fn(embeddings, y, proxies)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"loss is {loss.item()} at step {self.step} (epoch {epoch})")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
+                nn.utils.clip_grad_norm_(trainable, self.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.step += 1
+            loss_sum += loss.item() * len(y)
+            images += len(y)
+            bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{images / watch.elapsed():.0f}")
+        seconds = watch.elapsed()
+        return {
+            "epoch": epoch,
+            "loss": loss_sum / max(1, images),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_images": images,
+            "train_seconds": seconds,
+            "train_images_per_s": images / seconds if seconds else float("nan"),
+        }
+
+
+@torch.no_grad()
+def compute_embeddings(
+    model: nn.Module, loader: Iterable, device: torch.device, amp_dtype: torch.dtype | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    chunks, labels = [], []
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
+    for x, y in tqdm(loader, desc="embedding", unit="batch", leave=False):
+        with autocast:
+            chunks.append(model(x.to(device, non_blocking=True)).float().cpu())
+        labels.append(torch.as_tensor(y))
+    return torch.cat(chunks).numpy(), torch.cat(labels).numpy()
