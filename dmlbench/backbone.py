@@ -51,7 +51,7 @@ default_cfgs = generate_default_cfgs(
 
 @register_model
 def vit_glyph_patch8_48(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    """ViT (width 192, depth 6, 3 heads) on 48² glyph images, pretrained by ``dmlbench pretrain``."""
+    """ViT (width 192, depth 6, 3 heads) on 48² glyphs, pretrained by ``dmlbench pretrain``."""
     return build_model_with_cfg(
         VisionTransformer,
         GLYPH_BACKBONE,
@@ -91,7 +91,9 @@ def create_backbone(name: str, weights: str | None) -> nn.Module:
         # some in21k checkpoints; a user's file is a plain state dict.
         overlay = dict(file=str(path), custom_load=False)
         try:
-            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+            return timm.create_model(
+                name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs
+            )
         except (RuntimeError, KeyError, ValueError) as e:
             first = str(e).strip().splitlines()[0][:300]
             raise UserError(f"--weights {weights}: does not fit backbone {name}: {first}") from None

@@ -12,14 +12,17 @@ from dmlbench.errors import UserError
 
 
 class DmlbenchGroup(click.Group):
-    """Turns a UserError into one line on stderr and exit code 2."""
+    """Turns bad input (ours or click's) into one line on stderr and exit code 2."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except UserError as e:
             click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
+        except click.UsageError as e:
+            where = f"dmlbench {e.ctx.info_name}: " if e.ctx is not None else ""
+            click.echo(f"error: {where}{e.format_message()}", err=True)
+        ctx.exit(2)
 
 
 @click.group(cls=DmlbenchGroup)
@@ -30,7 +33,7 @@ def main() -> None:
 @main.command()
 @click.option("--epochs", type=click.IntRange(min=1), default=6, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-4, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True)
 @click.option("--images-per-class", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -42,7 +45,8 @@ def main() -> None:
 def pretrain(epochs, batch_size, lr, images_per_class, seed, output) -> None:
     """Pretrain the glyph backbone on the 'pretrain' glyph classes (disjoint from train/test)."""
     from dmlbench.backbone import shipped_weights_path
-    from dmlbench.pretrain import PretrainConfig, pretrain as run_pretrain
+    from dmlbench.pretrain import PretrainConfig
+    from dmlbench.pretrain import pretrain as run_pretrain
 
     config = PretrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, images_per_class=images_per_class, seed=seed
@@ -52,13 +56,16 @@ def pretrain(epochs, batch_size, lr, images_per_class, seed, output) -> None:
     record = run_pretrain(config, output, command)
     last = record["history"][-1]
     click.echo(
-        f"saved {output} ({record['pretrain_classes']} classes, {record['pretrain_images']} images, "
+        f"saved {output} ({record['pretrain_classes']} classes, "
+        f"{record['pretrain_images']} images, "
         f"final train top-1 {last['train_top1']:.3f}, {record['seconds']:.0f} s)"
     )
 
 
 @main.command()
-@click.option("--method", default=None, help="Method name (see `dmlbench methods`). [default: linear-probe]")
+@click.option(
+    "--method", default=None, help="Method name (see `dmlbench methods`). [default: linear-probe]"
+)
 @click.option(
     "--opt",
     "opts",
@@ -71,7 +78,8 @@ def pretrain(epochs, batch_size, lr, images_per_class, seed, output) -> None:
 @click.option(
     "--weights",
     default=None,
-    help="Backbone weights: a .safetensors/.pth file, 'pretrained' or 'none'. [default: pretrained]",
+    help="Backbone weights: a .safetensors/.pth file, 'pretrained' or 'none' (random init). "
+    "[default: pretrained]",
 )
 @click.option("--embedding-dim", type=int, default=None, help="[default: backbone width]")
 @click.option("--epochs", type=int, default=None, help="[default: the dataset's recipe]")
@@ -83,7 +91,9 @@ def pretrain(epochs, batch_size, lr, images_per_class, seed, output) -> None:
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N. [default: auto]")
 @click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default=None)
-@click.option("--eval-every", type=int, default=None, help="Evaluate every N epochs (0: at the end).")
+@click.option(
+    "--eval-every", type=int, default=None, help="Evaluate every N epochs (0: at the end)."
+)
 @click.option(
     "--config",
     "config_file",
@@ -91,7 +101,9 @@ def pretrain(epochs, batch_size, lr, images_per_class, seed, output) -> None:
     default=None,
     help="YAML file of run-config keys; flags override it.",
 )
-@click.option("--output", default=None, help="Root folder of run directories. [default: results/runs]")
+@click.option(
+    "--output", default=None, help="Root folder of run directories. [default: results/runs]"
+)
 def run(config_file, opts, **flags) -> None:
     """Train one method on one dataset and evaluate it on the unseen classes."""
     from dmlbench.config import make_config
@@ -110,7 +122,8 @@ def format_summary(summary: dict, run_dir: Path) -> str:
         f"R@{k.split('@')[1]} {v:.4f}" for k, v in m.items() if k.startswith("recall@")
     )
     lines = [
-        f"result ({summary['method']} on {summary['dataset']}, unseen classes, {m['queries']} queries)",
+        f"result ({summary['method']} on {summary['dataset']}, "
+        f"unseen classes, {m['queries']} queries)",
         f"  {recalls}",
         f"  MAP@R {m['map@r']:.4f}  R-precision {m['r_precision']:.4f}  "
         f"(paper-style MAP@R {m['map@r_paper']:.4f})",
@@ -143,7 +156,9 @@ def methods(verbose: bool) -> None:
         click.echo(f"{name:<{width}}  {cls.description}")
         if verbose:
             for opt, type_name, default, help_text in describe_options(cls.Options):
-                click.echo(f"{'':<{width}}    {opt} ({type_name}, default {default!r}): {help_text}")
+                click.echo(
+                    f"{'':<{width}}    {opt} ({type_name}, default {default!r}): {help_text}"
+                )
 
 
 @main.command()

@@ -38,7 +38,9 @@ class ProxyAnchorLoss(nn.Module):
     ):
         super().__init__()
         if positive_divisor not in ("present", "all"):
-            raise ValueError(f"positive_divisor must be 'present' or 'all', not {positive_divisor!r}")
+            raise ValueError(
+                f"positive_divisor must be 'present' or 'all', not {positive_divisor!r}"
+            )
         self.alpha, self.margin, self.positive_divisor = alpha, margin, positive_divisor
 
     def forward(

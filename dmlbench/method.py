@@ -58,7 +58,9 @@ class Method:
         others = [p for p in model.parameters() if p.requires_grad and id(p) not in proxy_ids]
         groups = [{"params": others, "lr": lr, "name": "model"}]
         if proxies:
-            groups.append({"params": proxies, "lr": proxy_lr, "name": "proxies", "weight_decay": 0.0})
+            groups.append(
+                {"params": proxies, "lr": proxy_lr, "name": "proxies", "weight_decay": 0.0}
+            )
         return [g for g in groups if g["params"]]
 
     def proxies(
@@ -77,4 +79,3 @@ class Method:
     def unfreeze(module: nn.Module) -> None:
         for p in module.parameters():
             p.requires_grad_(True)
-

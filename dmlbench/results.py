@@ -22,6 +22,17 @@ import pandas as pd
 from dmlbench.atomic import write_json_atomic, write_text_atomic
 
 DEFAULT_ROOT = Path("results/runs")
+LEADING_COLUMNS = (
+    "method",
+    "dataset",
+    "seed",
+    "status",
+    "metrics.recall@1",
+    "metrics.map@r",
+    "params.tunable",
+    "memory.peak_mb",
+    "time.wall_seconds",
+)
 
 
 def new_run_dir(root: Path, label: str) -> Path:
@@ -94,7 +105,9 @@ def _git_commit() -> str | None:
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
-            _flatten(f"{prefix}{k}." if not prefix.endswith(".") and prefix else f"{prefix}{k}.", v, out)
+            _flatten(
+                f"{prefix}{k}." if not prefix.endswith(".") and prefix else f"{prefix}{k}.", v, out
+            )
     else:
         out[prefix.rstrip(".")] = value
 
@@ -109,8 +122,10 @@ def load(path: str | Path = DEFAULT_ROOT) -> pd.DataFrame:
     import yaml
 
     path = Path(path)
-    run_dirs = [path] if (path / "summary.json").exists() else sorted(
-        p.parent for p in path.glob("*/summary.json")
+    run_dirs = (
+        [path]
+        if (path / "summary.json").exists()
+        else sorted(p.parent for p in path.glob("*/summary.json"))
     )
     rows = []
     for run_dir in run_dirs:
@@ -123,4 +138,10 @@ def load(path: str | Path = DEFAULT_ROOT) -> pd.DataFrame:
         _flatten("", summary, row)
         _flatten("config.", config, row)
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    # The columns a reader looks for first, then everything else, run_dir last.
+    first = [c for c in LEADING_COLUMNS if c in frame.columns]
+    rest = [c for c in frame.columns if c not in first and c != "run_dir"]
+    return frame[first + rest + ["run_dir"]]

@@ -87,7 +87,7 @@ def evaluate_model(model, spec: DatasetSpec, eval_sets, config, device, amp) -> 
     embedded = [compute_embeddings(model, loader, device, amp) for loader in eval_sets]
     embed_seconds = watch.elapsed()
     if len(embedded) == 1:
-        (q, ql), = embedded
+        ((q, ql),) = embedded
         metrics = retrieval_metrics(q, ql, ks=spec.recall_ks)
     else:
         (q, ql), (g, gl) = embedded
@@ -102,7 +102,9 @@ def execute(config: RunConfig, echo=print) -> RunResult:
     config, spec, method = prepare(config)
     device = pick_device(config.device)
     generator = seed_everything(config.seed)
-    model = build_model(config.backbone, config.weights, config.embedding_dim, spec.num_train_classes)
+    model = build_model(
+        config.backbone, config.weights, config.embedding_dim, spec.num_train_classes
+    )
     try:
         method.attach(model)
     except ValueError as e:
@@ -197,7 +199,9 @@ def execute(config: RunConfig, echo=print) -> RunResult:
                 writer.append_epoch(record)
                 echo(_epoch_line(record, spec.recall_ks))
     except BaseException as e:
-        summary.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+        summary.update(
+            status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()
+        )
         summary["wall_seconds"] = wall.elapsed()
         writer.write_summary(summary)
         raise
@@ -205,7 +209,9 @@ def execute(config: RunConfig, echo=print) -> RunResult:
     summary.update(
         status="finished",
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        metrics={k: v for k, v in metrics.items() if k not in ("eval_seconds", "eval_images_per_s")},
+        metrics={
+            k: v for k, v in metrics.items() if k not in ("eval_seconds", "eval_images_per_s")
+        },
         memory={**memory_result, "peak_mb": peak_memory_mb(memory_result)},
         time={
             "wall_seconds": wall.elapsed(),

@@ -11,7 +11,9 @@ from dmlbench.errors import UserError
 
 
 class FolderDataset(DatasetSpec):
-    description = "your images: folder:DIR (class sub-folders) or folder:FILE.csv (path,label,split)"
+    description = (
+        "your images: folder:DIR (class sub-folders) or folder:FILE.csv (path,label,split)"
+    )
 
     def __init__(self, path: str):
         self.path = Path(path).expanduser()
@@ -36,7 +38,8 @@ class FolderDataset(DatasetSpec):
         test = {r.label for r in records if r.split in self.eval_splits}
         if shared := sorted(train & test):
             raise UserError(
-                f"dataset folder:{self.path}: classes {', '.join(shared[:5])} are in both train and "
+                f"dataset folder:{self.path}: classes {', '.join(shared[:5])} "
+                "are in both train and "
                 "test; DML evaluates on unseen classes, so make the split class-disjoint"
             )
         return records

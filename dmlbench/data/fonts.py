@@ -79,7 +79,9 @@ def drawing_fonts(code_point: int, canvas: int = 32) -> list[Path]:
     """Fonts whose cmap has the code point *and* that draw something for it."""
     fonts = []
     for path in font_files():
-        if code_point in cmap_code_points(path):
-            if render_mask(code_point, path, canvas, int(canvas * 0.6)).max() > 0:
-                fonts.append(path)
+        if (
+            code_point in cmap_code_points(path)
+            and render_mask(code_point, path, canvas, int(canvas * 0.6)).max() > 0
+        ):
+            fonts.append(path)
     return fonts

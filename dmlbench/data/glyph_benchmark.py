@@ -15,7 +15,9 @@ IMAGES_PER_CLASS = 40
 
 @register_dataset("glyphs")
 class GlyphDataset(DatasetSpec):
-    description = "Unicode glyphs rendered from matplotlib's fonts (offline; generated on first use)"
+    description = (
+        "Unicode glyphs rendered from matplotlib's fonts (offline; generated on first use)"
+    )
     # Mirrored glyphs can be other glyphs (b/d, p/q): no flips.
     transform = TransformSpec(flip=False, crop_scale=(0.6, 1.0), resize_ratio=1.0)
     recipe = Recipe(

@@ -81,7 +81,11 @@ def build_class_lists(
     rng = random.Random(seed)
     order = kept[:]
     rng.shuffle(order)
-    test, train, pretrain = order[:n_test], order[n_test : n_test + n_train], order[n_test + n_train :]
+    test, train, pretrain = (
+        order[:n_test],
+        order[n_test : n_test + n_train],
+        order[n_test + n_train :],
+    )
     return {
         "version": CLASS_LIST_VERSION,
         "seed": seed,
@@ -97,4 +101,3 @@ def build_class_lists(
 def shipped_class_lists() -> dict:
     text = resources.files("dmlbench.assets").joinpath("glyph_classes.json").read_text()
     return json.loads(text)
-

@@ -67,7 +67,9 @@ def class_name(code_point: int) -> str:
 def render_instance(code_point: int, font: Path, rng: np.random.Generator, style: GlyphStyle):
     """One augmented RGB instance: mask → affine jitter → colours → noise."""
     size = style.image_size
-    font_size = round(size * style.font_size_frac * (1 + rng.uniform(-1, 1) * style.font_size_jitter))
+    font_size = round(
+        size * style.font_size_frac * (1 + rng.uniform(-1, 1) * style.font_size_jitter)
+    )
     stroke = int(rng.integers(0, style.max_stroke + 1))
     mask = Image.fromarray(render_mask(code_point, font, size, font_size, stroke))
     angle = float(rng.uniform(-style.max_rotation_deg, style.max_rotation_deg))
@@ -123,7 +125,9 @@ def _render_class(args) -> list[tuple[str, str, str]]:
     return rows
 
 
-def ensure_part(config: GlyphPartConfig, root: Path | None = None, workers: int | None = None) -> Path:
+def ensure_part(
+    config: GlyphPartConfig, root: Path | None = None, workers: int | None = None
+) -> Path:
     """Generate the part once (deterministically) and return its folder."""
     fp = fingerprint(config)
     base = (root or cache_root() / "glyphs") / f"{config.part}-{fingerprint_id(fp)}"

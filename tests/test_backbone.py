@@ -1,0 +1,75 @@
+import time
+
+import numpy as np
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from dmlbench.backbone import (
+    GLYPH_BACKBONE,
+    build_model,
+    create_backbone,
+    shipped_weights_path,
+)
+from dmlbench.data.glyph_benchmark import GlyphDataset
+from dmlbench.data.image_list import ImageListDataset
+from dmlbench.data.transforms import test_transform
+from dmlbench.errors import UserError
+from dmlbench.evaluate import retrieval_metrics
+
+
+def test_weights_file_is_loaded_through_timm(tmp_path):
+    source = create_backbone(GLYPH_BACKBONE, None)
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    loaded = create_backbone(GLYPH_BACKBONE, str(path))
+    for key, value in source.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key])
+
+
+def test_wrong_weights_file_is_one_line(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_file({"nothing": torch.zeros(1)}, str(path))
+    with pytest.raises(UserError, match="does not fit backbone"):
+        create_backbone(GLYPH_BACKBONE, str(path))
+
+
+def test_hub_weights_fail_fast_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(UserError, match="--weights FILE"):
+        create_backbone("vit_small_patch16_224.augreg_in21k", "pretrained")
+    assert time.monotonic() - start < 10
+
+
+def test_head_is_layernorm_linear_unit_vectors():
+    model = build_model(GLYPH_BACKBONE, None, 32, 5)
+    out = model(torch.randn(3, 3, 48, 48))
+    assert out.shape == (3, 32)
+    assert torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert torch.count_nonzero(model.head.proj.bias) == 0
+
+
+def test_shipped_backbone_is_registered_and_loads():
+    assert timm.is_model(GLYPH_BACKBONE)
+    assert shipped_weights_path().is_file()
+    model = timm.create_model(GLYPH_BACKBONE, pretrained=True, num_classes=0)
+    assert model.num_features == 192 and len(model.blocks) == 6
+
+
+def _test_class_r1(backbone) -> float:
+    spec = GlyphDataset(images_per_class=10)
+    records = [r for r in spec.records() if r.split == "test"]
+    data = ImageListDataset(records, test_transform(spec.transform, 48, (0.5,) * 3, (0.5,) * 3))
+    x = torch.stack([data[i][0] for i in range(len(data))])
+    with torch.no_grad():
+        emb = torch.nn.functional.normalize(backbone(x), dim=1).numpy()
+    return retrieval_metrics(emb, np.array(data.targets), ks=(1,))["recall@1"]
+
+
+def test_shipped_backbone_beats_random_init_on_unseen_classes():
+    torch.manual_seed(0)
+    random_r1 = _test_class_r1(create_backbone(GLYPH_BACKBONE, None).eval())
+    shipped_r1 = _test_class_r1(create_backbone(GLYPH_BACKBONE, "pretrained").eval())
+    assert shipped_r1 > random_r1 + 0.15, (shipped_r1, random_r1)

@@ -1,0 +1,123 @@
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dmlbench.cli import main
+from dmlbench.results import load
+
+
+def invoke(args):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in root.rglob("*") if p.is_file()} if root.exists() else {}
+
+
+def test_methods_lists_names_with_descriptions():
+    out = invoke(["methods"]).output
+    assert "full-ft" in out and "linear-probe" in out and "frozen backbone" in out
+
+
+def test_datasets_lists_glyphs_and_folder():
+    out = invoke(["datasets"]).output
+    assert "glyphs" in out and "train classes 100" in out and "folder:PATH" in out
+
+
+def test_tiny_run_end_to_end(tiny_run_args, tmp_path):
+    result = invoke([*tiny_run_args, "--method", "full-ft", "--eval-every", "1"])
+    assert result.exit_code == 0, result.output
+    for needle in ("R@1", "R@8", "MAP@R", "R-precision", "tunable parameters", "peak memory"):
+        assert needle in result.output
+    df = load(tmp_path / "runs")
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert row["status"] == "finished" and row["method"] == "full-ft"
+    assert row["params.tunable"] == row["params.total"]
+    assert 0.0 <= row["metrics.recall@1"] <= row["metrics.recall@8"] <= 1.0
+    assert row["metrics.queries"] == 4 * 6  # 4 test classes × 6 images
+    run_dir = Path(row["run_dir"])
+    epochs = [json.loads(line) for line in (run_dir / "epochs.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == [1] and "map@r" in epochs[0]
+    env = json.loads((run_dir / "environment.json").read_text())
+    assert env["device"] == "cpu" and env["torch"]
+    assert "method: full-ft" in (run_dir / "config.yaml").read_text()
+
+
+def test_csv_dataset_gives_the_same_run_as_the_folder(glyph_csv, tiny_run_args, tmp_path):
+    folder = invoke(tiny_run_args)
+    args = list(tiny_run_args)
+    args[args.index("--dataset") + 1] = f"folder:{glyph_csv}"
+    csv = invoke(args)
+    df = load(tmp_path / "runs").sort_values("config.dataset")
+    assert folder.exit_code == 0 and csv.exit_code == 0
+    assert df["metrics.map@r"].iloc[0] == pytest.approx(df["metrics.map@r"].iloc[1], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def earlier_run(glyph_folder, tmp_path_factory):
+    """One finished run whose files every bad-input case must leave untouched."""
+    store = tmp_path_factory.mktemp("earlier") / "runs"
+    args = [
+        "run",
+        "--dataset", f"folder:{glyph_folder}",
+        "--weights", "none",
+        "--epochs", "1",
+        "--batch-size", "8",
+        "--images-per-class", "2",
+        "--output", str(store),
+    ]  # fmt: skip
+    assert invoke(args).exit_code == 0
+    return args, store
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--method", "nope"], "unknown method 'nope'; valid methods:"),
+        (["--dataset", "nope"], "unknown dataset 'nope'; valid datasets: glyphs"),
+        (["--backbone", "not_a_vit"], "unknown backbone 'not_a_vit'"),
+        (["--weights", "missing.safetensors"], "--weights missing.safetensors: no such file"),
+        (["--batch-size", "9"], "batch_size 9 is not divisible by images_per_class 2"),
+        (["--epochs", "zero"], "Invalid value for '--epochs': 'zero' is not a valid integer"),
+        (["--epochs", "0"], "epochs must be ≥ 1, got 0"),
+        (["--opt", "x=1"], "method linear-probe: unknown option 'x'"),
+        (["--config", "missing.yaml"], "missing.yaml: cannot read"),
+        (["--dataset", "folder:/no/such/dir"], "folder:/no/such/dir: no such file"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(earlier_run, extra, message):
+    args, store = earlier_run
+    before = snapshot(store)
+    assert before, "the earlier run left no files to protect"
+    result = CliRunner().invoke(main, [*args, *extra])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.output
+    assert snapshot(store) == before
+
+
+def test_unreadable_yaml_is_named(tmp_path, tiny_run_args):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: [1\n")
+    result = CliRunner().invoke(main, [*tiny_run_args, "--config", str(bad)])
+    assert result.exit_code == 2 and "bad.yaml: line" in result.output
+
+
+def test_yaml_and_flag_override(tmp_path, tiny_run_args):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("method: full-ft\nseed: 3\nepochs: 5\n")
+    result = invoke([*tiny_run_args, "--config", str(cfg)])  # tiny args say --epochs 1
+    assert result.exit_code == 0, result.output
+    row = load(tmp_path / "runs").iloc[0]
+    assert row["config.method"] == "full-ft" and row["config.seed"] == 3
+    assert row["config.epochs"] == 1
+
+
+def test_same_seed_same_result(tiny_run_args, tmp_path):
+    invoke(tiny_run_args)
+    invoke(tiny_run_args)
+    df = load(tmp_path / "runs")
+    assert df["metrics.map@r"].iloc[0] == df["metrics.map@r"].iloc[1]

@@ -1,0 +1,54 @@
+import pytest
+
+from dmlbench.config import RunConfig, make_config, resolve
+from dmlbench.data.spec import get_dataset
+from dmlbench.errors import UserError
+
+
+def test_yaml_then_cli_override(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("method: full-ft\nepochs: 3\nlr: 0.01\nmethod_options: {a: 1}\n")
+    config = make_config(path, {"epochs": 5, "lr": None, "method_options": {"b": "2"}})
+    assert config.method == "full-ft"
+    assert config.epochs == 5  # the flag wins
+    assert config.lr == 0.01  # an unset flag does not erase the YAML value
+    assert config.method_options == {"a": 1, "b": "2"}
+
+
+def test_recipe_fills_unset_keys():
+    config = resolve(RunConfig(epochs=2), get_dataset("glyphs"))
+    recipe = get_dataset("glyphs").recipe
+    assert config.epochs == 2
+    assert config.lr == recipe.lr and config.backbone == recipe.backbone
+
+
+def test_weights_none_means_random_init():
+    assert resolve(make_config(None, {"weights": "none"}), get_dataset("glyphs")).weights is None
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("epochs: [1\n", r"c\.yaml: line \d+ is not valid YAML"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("epoch: 3\n", "unknown option 'epoch'; valid options: method, "),
+        ("epochs: three\n", "option epochs='three' must be an integer"),
+        ("epochs: 0\n", "epochs must be ≥ 1"),
+        ("optimizer: adam\n", "must be one of sgd, adamw"),
+    ],
+)
+def test_bad_yaml_is_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        make_config(path, {})
+
+
+def test_missing_yaml_file(tmp_path):
+    with pytest.raises(UserError, match="nope.yaml: cannot read"):
+        make_config(tmp_path / "nope.yaml", {})
+
+
+def test_batch_must_divide_into_classes():
+    with pytest.raises(UserError, match="batch_size 10 is not divisible by images_per_class 4"):
+        resolve(RunConfig(batch_size=10, images_per_class=4), get_dataset("glyphs"))

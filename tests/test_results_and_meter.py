@@ -1,0 +1,60 @@
+import json
+
+import numpy as np
+import pytest
+
+from dmlbench.meter import PeakMemory
+from dmlbench.results import RunWriter, load, new_run_dir
+
+
+def write_run(root, recall, method="m"):
+    writer = RunWriter(new_run_dir(root, method))
+    writer.write_config(f"method: {method}\nepochs: 2\n")
+    writer.append_epoch({"epoch": 1, "loss": 0.5})
+    writer.append_epoch({"epoch": 2, "loss": 0.4, "recall@1": recall})
+    writer.write_summary(
+        {"status": "finished", "metrics": {"recall@1": recall}, "params": {"tunable": 7}}
+    )
+    return writer.run_dir
+
+
+def test_load_gives_one_flat_row_per_run(tmp_path):
+    a = write_run(tmp_path, 0.5, "a")
+    write_run(tmp_path, 0.75, "b")
+    df = load(tmp_path)
+    assert len(df) == 2
+    assert sorted(df["metrics.recall@1"]) == [0.5, 0.75]
+    assert set(df["config.method"]) == {"a", "b"}
+    assert (df["params.tunable"] == 7).all()
+    assert [json.loads(x)["epoch"] for x in (a / "epochs.jsonl").read_text().splitlines()] == [1, 2]
+    assert len(load(a)) == 1  # one run directory works too
+
+
+def test_corrupt_run_is_skipped_and_left_alone(tmp_path):
+    good = write_run(tmp_path, 0.5)
+    bad = write_run(tmp_path, 0.6)
+    (bad / "summary.json").write_text('{"status": "fini')
+    df = load(tmp_path)
+    assert list(df["run_dir"]) == [str(good)]
+    assert (bad / "summary.json").read_text() == '{"status": "fini'
+
+
+def test_run_dirs_are_never_reused(tmp_path):
+    dirs = {new_run_dir(tmp_path, "x") for _ in range(5)}
+    assert len(dirs) == 5
+
+
+def test_empty_store_is_an_empty_frame(tmp_path):
+    assert load(tmp_path).empty
+
+
+def test_peak_memory_sees_a_transient_allocation():
+    with PeakMemory("cpu", interval_s=0.001) as mem:
+        block = np.ones(200 * 2**20 // 8)  # 200 MiB, touched
+        import time
+
+        time.sleep(0.05)
+        del block
+    result = mem.result()
+    assert result["peak_rss_growth_mb"] == pytest.approx(200, rel=0.25)
+    assert result["cuda_max_allocated_mb"] is None
