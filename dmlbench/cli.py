@@ -32,7 +32,14 @@ def main() -> None:
 
 @main.command()
 @click.option("--epochs", type=click.IntRange(min=1), default=6, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option(
+    "--classes",
+    type=click.IntRange(min=2),
+    default=1000,
+    show_default=True,
+    help="Pretrain on the first N pretrain classes.",
+)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True)
 @click.option("--images-per-class", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -42,14 +49,19 @@ def main() -> None:
     default=None,
     help="Where to save the .safetensors (default: the packaged asset that dmlbench ships).",
 )
-def pretrain(epochs, batch_size, lr, images_per_class, seed, output) -> None:
+def pretrain(epochs, batch_size, classes, lr, images_per_class, seed, output) -> None:
     """Pretrain the glyph backbone on the 'pretrain' glyph classes (disjoint from train/test)."""
     from dmlbench.backbone import shipped_weights_path
     from dmlbench.pretrain import PretrainConfig
     from dmlbench.pretrain import pretrain as run_pretrain
 
     config = PretrainConfig(
-        epochs=epochs, batch_size=batch_size, lr=lr, images_per_class=images_per_class, seed=seed
+        epochs=epochs,
+        batch_size=batch_size,
+        classes=classes,
+        lr=lr,
+        images_per_class=images_per_class,
+        seed=seed,
     )
     output = output or shipped_weights_path()
     command = "dmlbench " + shlex.join(sys.argv[1:])
@@ -82,7 +94,12 @@ def pretrain(epochs, batch_size, lr, images_per_class, seed, output) -> None:
     "[default: pretrained]",
 )
 @click.option("--embedding-dim", type=int, default=None, help="[default: backbone width]")
-@click.option("--epochs", type=int, default=None, help="[default: the dataset's recipe]")
+@click.option(
+    "--epochs",
+    type=int,
+    default=None,
+    help="Training epochs; 0 evaluates without training. [default: the dataset's recipe]",
+)
 @click.option("--batch-size", type=int, default=None, help="[default: the dataset's recipe]")
 @click.option("--images-per-class", type=int, default=None, help="Images of each class per batch.")
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default=None)

@@ -49,7 +49,11 @@ class RunConfig:
     output: str = "results/runs"
 
     def __post_init__(self) -> None:
-        positive = ["epochs", "batch_size", "images_per_class", "embedding_dim", "eval_batch_size"]
+        if self.epochs is not None and self.epochs < 0:
+            raise ValueError(
+                f"epochs must be ≥ 0 (0 = evaluate without training), got {self.epochs}"
+            )
+        positive = ["batch_size", "images_per_class", "embedding_dim", "eval_batch_size"]
         for key in positive:
             value = getattr(self, key)
             if value is not None and value < 1:

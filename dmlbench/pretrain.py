@@ -32,8 +32,9 @@ from dmlbench.seeding import seed_everything
 @dataclass
 class PretrainConfig:
     epochs: int = 6
-    batch_size: int = 128
-    lr: float = 3e-4  # about DeiT's 5e-4 · batch/512 rule, raised for the short schedule
+    batch_size: int = 64
+    classes: int = 1000  # the first N pretrain classes (sorted by code point)
+    lr: float = 3e-4
     weight_decay: float = 0.05
     warmup_fraction: float = 0.05
     label_smoothing: float = 0.1
@@ -53,13 +54,18 @@ def pretrain(config: PretrainConfig, output: Path, command: str) -> dict:
     generator = seed_everything(config.seed)
     part = ensure_part(GlyphPartConfig("pretrain", config.images_per_class, seed=0))
     records = read_csv_records(part / "manifest.csv")
+    chosen = set(sorted({r.label for r in records})[: config.classes])
+    records = [r for r in records if r.label in chosen]
     model = timm.create_model(
         GLYPH_BACKBONE, pretrained=False, num_classes=len({r.label for r in records})
     )
     data_cfg = timm.data.resolve_data_config(model=model)
     size = data_cfg["input_size"][-1]
     transform = train_transform(
-        TransformSpec(flip=False, crop_scale=(0.8, 1.0)), size, data_cfg["mean"], data_cfg["std"]
+        TransformSpec(flip=False, crop_scale=(0.8, 1.0), ink=True),
+        size,
+        data_cfg["mean"],
+        data_cfg["std"],
     )
     dataset = ImageListDataset(records, transform)
     loader = torch.utils.data.DataLoader(
@@ -95,7 +101,13 @@ def pretrain(config: PretrainConfig, output: Path, command: str) -> dict:
             loss_sum += loss.item() * len(labels)
             bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / seen:.3f}")
         history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_top1": correct / seen})
-    state = {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith("head.")}
+    # fp16 halves the shipped file (timm casts back to fp32 on load); the
+    # classifier over the pretraining classes is dropped: no user needs it.
+    state = {
+        k: v.detach().to(torch.float16).contiguous()
+        for k, v in model.state_dict().items()
+        if not k.startswith("head.")
+    }
     record = {
         "timm_model": GLYPH_BACKBONE,
         "timm_kwargs": GLYPH_BACKBONE_KWARGS,

@@ -189,6 +189,9 @@ def execute(config: RunConfig, echo=print) -> RunResult:
     metrics: dict = {}
     try:
         with PeakMemory(device) as memory:
+            if config.epochs == 0:  # evaluation only: the untrained head on the backbone
+                metrics = evaluate_model(model, spec, eval_sets, config, device, amp)
+                writer.append_epoch({"epoch": 0, **metrics})
             for epoch in range(1, config.epochs + 1):
                 record = trainer.train_epoch(train_loader, epoch, total=steps_per_epoch)
                 train_seconds += record["train_seconds"]
@@ -216,7 +219,7 @@ def execute(config: RunConfig, echo=print) -> RunResult:
         time={
             "wall_seconds": wall.elapsed(),
             "train_seconds": train_seconds,
-            "train_images_per_s": train_images / train_seconds if train_seconds else None,
+            "train_images_per_s": train_images / train_seconds if train_seconds else float("nan"),
             "eval_images_per_s": metrics.get("eval_images_per_s"),
             "epochs": config.epochs,
         },

@@ -82,7 +82,7 @@ def earlier_run(glyph_folder, tmp_path_factory):
         (["--weights", "missing.safetensors"], "--weights missing.safetensors: no such file"),
         (["--batch-size", "9"], "batch_size 9 is not divisible by images_per_class 2"),
         (["--epochs", "zero"], "Invalid value for '--epochs': 'zero' is not a valid integer"),
-        (["--epochs", "0"], "epochs must be ≥ 1, got 0"),
+        (["--epochs", "-1"], "epochs must be ≥ 0 (0 = evaluate without training), got -1"),
         (["--opt", "x=1"], "method linear-probe: unknown option 'x'"),
         (["--config", "missing.yaml"], "missing.yaml: cannot read"),
         (["--dataset", "folder:/no/such/dir"], "folder:/no/such/dir: no such file"),
@@ -114,6 +114,15 @@ def test_yaml_and_flag_override(tmp_path, tiny_run_args):
     row = load(tmp_path / "runs").iloc[0]
     assert row["config.method"] == "full-ft" and row["config.seed"] == 3
     assert row["config.epochs"] == 1
+
+
+def test_zero_epochs_evaluates_the_untrained_head(tiny_run_args, tmp_path):
+    args = list(tiny_run_args)
+    args[args.index("--epochs") + 1] = "0"
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    row = load(tmp_path / "runs").iloc[0]
+    assert row["time.epochs"] == 0 and 0 <= row["metrics.recall@1"] <= 1
 
 
 def test_same_seed_same_result(tiny_run_args, tmp_path):

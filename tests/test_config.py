@@ -33,7 +33,8 @@ def test_weights_none_means_random_init():
         ("- a\n- b\n", "expected a mapping"),
         ("epoch: 3\n", "unknown option 'epoch'; valid options: method, "),
         ("epochs: three\n", "option epochs='three' must be an integer"),
-        ("epochs: 0\n", "epochs must be ≥ 1"),
+        ("epochs: -2\n", "epochs must be ≥ 0"),
+        ("batch_size: 0\n", "batch_size must be ≥ 1"),
         ("optimizer: adam\n", "must be one of sgd, adamw"),
     ],
 )

@@ -19,7 +19,7 @@ class GlyphDataset(DatasetSpec):
         "Unicode glyphs rendered from matplotlib's fonts (offline; generated on first use)"
     )
     # Mirrored glyphs can be other glyphs (b/d, p/q): no flips.
-    transform = TransformSpec(flip=False, crop_scale=(0.6, 1.0), resize_ratio=1.0)
+    transform = TransformSpec(flip=False, crop_scale=(0.6, 1.0), resize_ratio=1.0, ink=True)
     recipe = Recipe(
         backbone=GLYPH_BACKBONE,
         weights="pretrained",
