@@ -9,7 +9,6 @@ timm config, command, seed, data fingerprint, epochs and final accuracy.
 from __future__ import annotations
 
 import json
-import math
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ from dmlbench.data.glyphs import GlyphPartConfig, ensure_part, fingerprint_id
 from dmlbench.data.image_list import ImageListDataset, read_csv_records
 from dmlbench.data.transforms import TransformSpec, train_transform
 from dmlbench.seeding import seed_everything
+from dmlbench.trainer import cosine_schedule
 
 
 @dataclass
@@ -41,13 +41,6 @@ class PretrainConfig:
     images_per_class: int = 30
     seed: int = 0
     bf16: bool = True  # CPU autocast; ~25% faster here, and a one-off job
-
-
-def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def pretrain(config: PretrainConfig, output: Path, command: str) -> dict:
@@ -76,9 +69,7 @@ def pretrain(config: PretrainConfig, output: Path, command: str) -> dict:
     )
     total = config.epochs * len(loader)
     warmup = max(1, int(config.warmup_fraction * total))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: cosine_with_warmup(s, total, warmup)
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(total, warmup))
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     history = []
     start = time.time()

@@ -98,18 +98,8 @@ def evaluate_model(model, spec: DatasetSpec, eval_sets, config, device, amp) -> 
     return metrics
 
 
-def execute(config: RunConfig, echo=print) -> RunResult:
-    config, spec, method = prepare(config)
-    device = pick_device(config.device)
-    generator = seed_everything(config.seed)
-    model = build_model(
-        config.backbone, config.weights, config.embedding_dim, spec.num_train_classes
-    )
-    try:
-        method.attach(model)
-    except ValueError as e:
-        raise UserError(f"method {config.method}: {e}") from None
-
+def build_loaders(spec: DatasetSpec, config: RunConfig, model, device, generator):
+    """Class-balanced training batches and the evaluation sets; checks they fit the config."""
     records = spec.records()
     data_cfg = backbone_data_config(model.backbone)
     size, mean, std = data_cfg["input_size"][-1], data_cfg["mean"], data_cfg["std"]
@@ -128,16 +118,6 @@ def execute(config: RunConfig, echo=print) -> RunResult:
             f"batch_size/images_per_class = {classes_per_batch} classes per batch, but the "
             f"training split has only {len(train_set.classes)}; lower batch_size"
         )
-    test_tf = test_transform(spec.transform, size, mean, std)
-    eval_sets = [
-        _loader(
-            ImageListDataset([r for r in records if r.split == s], test_tf),
-            config,
-            device,
-            batch_size=config.eval_batch_size,
-        )
-        for s in spec.eval_splits
-    ]
     steps_per_epoch = len(train_set) // config.batch_size
     if steps_per_epoch < 1:
         raise UserError(
@@ -150,10 +130,35 @@ def execute(config: RunConfig, echo=print) -> RunResult:
         length_before_new_iter=steps_per_epoch * config.batch_size,
     )
     train_loader = _loader(train_set, config, device, sampler=sampler, generator=generator)
+    test_tf = test_transform(spec.transform, size, mean, std)
+    eval_sets = [
+        _loader(
+            ImageListDataset([r for r in records if r.split == s], test_tf),
+            config,
+            device,
+            batch_size=config.eval_batch_size,
+        )
+        for s in spec.eval_splits
+    ]
+    return train_loader, eval_sets, steps_per_epoch
+
+
+def execute(config: RunConfig, echo=print) -> RunResult:
+    config, spec, method = prepare(config)
+    device = pick_device(config.device)
+    generator = seed_everything(config.seed)
+    model = build_model(
+        config.backbone, config.weights, config.embedding_dim, spec.num_train_classes
+    )
+    try:
+        method.attach(model)
+    except ValueError as e:
+        raise UserError(f"method {config.method}: {e}") from None
+
+    train_loader, eval_sets, steps_per_epoch = build_loaders(spec, config, model, device, generator)
 
     model.to(device)
-    proxy_lr = config.proxy_lr
-    optimizer = build_optimizer(config, method.param_groups(model, config.lr, proxy_lr))
+    optimizer = build_optimizer(config, method.param_groups(model, config.lr, config.proxy_lr))
     total_steps = config.epochs * steps_per_epoch
     warmup = int(config.warmup_epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(total_steps, warmup))
