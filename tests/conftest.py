@@ -62,15 +62,19 @@ def glyph_csv(glyph_folder) -> Path:
     return path
 
 
-@pytest.fixture
-def tiny_run_args(glyph_folder, tmp_path) -> list[str]:
-    """CLI args of a seconds-long run on the tiny folder dataset, random backbone."""
+def tiny_run_cli_args(folder: Path, output: Path) -> list[str]:
+    """CLI args of a seconds-long run on a tiny folder dataset, random backbone."""
     return [
         "run",
-        "--dataset", f"folder:{glyph_folder}",
+        "--dataset", f"folder:{folder}",
         "--weights", "none",
         "--epochs", "1",
         "--batch-size", "8",
         "--images-per-class", "2",
-        "--output", str(tmp_path / "runs"),
+        "--output", str(output),
     ]  # fmt: skip
+
+
+@pytest.fixture
+def tiny_run_args(glyph_folder, tmp_path) -> list[str]:
+    return tiny_run_cli_args(glyph_folder, tmp_path / "runs")

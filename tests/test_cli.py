@@ -6,6 +6,7 @@ from click.testing import CliRunner
 
 from dmlbench.cli import main
 from dmlbench.results import load
+from tests.conftest import tiny_run_cli_args
 
 
 def invoke(args):
@@ -60,15 +61,7 @@ def test_csv_dataset_gives_the_same_run_as_the_folder(glyph_csv, tiny_run_args, 
 def earlier_run(glyph_folder, tmp_path_factory):
     """One finished run whose files every bad-input case must leave untouched."""
     store = tmp_path_factory.mktemp("earlier") / "runs"
-    args = [
-        "run",
-        "--dataset", f"folder:{glyph_folder}",
-        "--weights", "none",
-        "--epochs", "1",
-        "--batch-size", "8",
-        "--images-per-class", "2",
-        "--output", str(store),
-    ]  # fmt: skip
+    args = tiny_run_cli_args(glyph_folder, store)
     assert invoke(args).exit_code == 0
     return args, store
 
