@@ -105,9 +105,7 @@ def _git_commit() -> str | None:
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
-            _flatten(
-                f"{prefix}{k}." if not prefix.endswith(".") and prefix else f"{prefix}{k}.", v, out
-            )
+            _flatten(f"{prefix}{k}.", v, out)
     else:
         out[prefix.rstrip(".")] = value
 

@@ -14,7 +14,7 @@ import random
 import unicodedata
 from importlib import resources
 
-from dmlbench.data.fonts import drawing_fonts, font_files, render_mask
+from dmlbench.data.fonts import cmap_code_points, drawing_fonts, font_files, render_mask
 
 PRINTABLE_CATEGORIES = ("L", "N", "P", "S")
 CLASS_LIST_VERSION = 1
@@ -22,8 +22,6 @@ CLASS_LIST_VERSION = 1
 
 def candidate_code_points(min_fonts: int) -> dict[int, list]:
     """Printable code points (categories L, N, P, S) drawn by ≥ ``min_fonts`` fonts."""
-    from dmlbench.data.fonts import cmap_code_points
-
     union: set[int] = set()
     for path in font_files():
         union |= cmap_code_points(path)
