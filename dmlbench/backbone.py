@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
 import timm
 import torch
 from timm.data import resolve_data_config
+from timm.layers import PatchEmbed
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 from torch import nn
@@ -24,6 +26,7 @@ from dmlbench.errors import UserError
 
 GLYPH_BACKBONE = "vit_glyph_patch8_48"
 GLYPH_BACKBONE_KWARGS = dict(img_size=48, patch_size=8, embed_dim=192, depth=6, num_heads=3)
+GLYPH_STEM_CHANNELS = (32, 64, 128)
 GLYPH_WEIGHTS_FILE = f"{GLYPH_BACKBONE}.safetensors"
 
 
@@ -41,7 +44,7 @@ default_cfgs = generate_default_cfgs(
             interpolation="bilinear",
             mean=(0.5, 0.5, 0.5),
             std=(0.5, 0.5, 0.5),
-            first_conv="patch_embed.proj",
+            first_conv="patch_embed.proj.0",
             classifier="head",
             license="mit",
         )
@@ -49,15 +52,65 @@ default_cfgs = generate_default_cfgs(
 )
 
 
+class ConvStemEmbed(PatchEmbed):
+    """Patch embedding by three stride-2 3×3 convolutions and a 1×1 projection.
+
+    Why not timm's linear patchify: a ViT trained from scratch on ~30k glyph
+    images on 2 CPU cores barely leaves its initial plateau (train top-1 3.5%
+    after 8 epochs); a convolutional stem ("early convolutions help
+    transformers see better", Xiao et al. 2021) roughly doubles early
+    progress at the same cost. The token grid is the same as patch 8.
+
+    ``norm=True`` puts BatchNorm after each convolution; that is only for
+    pretraining: ``fold_stem_norms`` merges them into the convolutions, so the
+    shipped backbone has no BatchNorm (whose running statistics would change
+    under a "frozen" backbone in train mode).
+    """
+
+    def __init__(self, *args, norm: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.patch_size != (8, 8):
+            raise ValueError("ConvStemEmbed downsamples by exactly 8 (three stride-2 convs)")
+        layers: list[nn.Module] = []
+        channels = (self.proj.in_channels, *GLYPH_STEM_CHANNELS)
+        for c_in, c_out in zip(channels, channels[1:], strict=False):
+            layers.append(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=not norm))
+            if norm:
+                layers.append(nn.BatchNorm2d(c_out))
+            layers.append(nn.ReLU(inplace=True))
+        layers.append(nn.Conv2d(channels[-1], self.proj.out_channels, 1))
+        self.proj = nn.Sequential(*layers)
+
+
+def fold_stem_norms(normed: ConvStemEmbed, plain: ConvStemEmbed) -> None:
+    """Copy a BatchNorm stem into a norm-free one: conv(x)·γ/σ + (β − μ·γ/σ)."""
+    convs = [m for m in normed.proj if isinstance(m, nn.Conv2d)]
+    norms = [m for m in normed.proj if isinstance(m, nn.BatchNorm2d)]
+    targets = [m for m in plain.proj if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        for conv, bn, target in zip(convs, norms + [None], targets, strict=True):
+            if bn is None:  # the final 1×1 projection has no norm
+                target.weight.copy_(conv.weight)
+                target.bias.copy_(conv.bias)
+                continue
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            target.weight.copy_(conv.weight * scale[:, None, None, None])
+            target.bias.copy_(bn.bias - bn.running_mean * scale)
+
+
 @register_model
 def vit_glyph_patch8_48(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    """ViT (width 192, depth 6, 3 heads) on 48² glyphs, pretrained by ``dmlbench pretrain``."""
+    """ViT (width 192, depth 6, 3 heads, conv stem) on 48² glyphs, from ``dmlbench pretrain``.
+
+    ``stem_norm=True`` builds the pretraining variant (see ConvStemEmbed).
+    """
+    stem = partial(ConvStemEmbed, norm=kwargs.pop("stem_norm", False))
     return build_model_with_cfg(
         VisionTransformer,
         GLYPH_BACKBONE,
         pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
-        **{**GLYPH_BACKBONE_KWARGS, **kwargs},
+        **{**GLYPH_BACKBONE_KWARGS, "embed_layer": stem, **kwargs},
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from dmlbench.errors import UserError
+from dmlbench.pretrain_config import PretrainConfig
 
 
 class DmlbenchGroup(click.Group):
@@ -31,7 +32,9 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--epochs", type=click.IntRange(min=1), default=6, show_default=True)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=PretrainConfig.epochs, show_default=True
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option(
     "--classes",
@@ -40,7 +43,12 @@ def main() -> None:
     show_default=True,
     help="Pretrain on the first N pretrain classes.",
 )
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=PretrainConfig.lr,
+    show_default=True,
+)
 @click.option("--images-per-class", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -52,7 +60,6 @@ def main() -> None:
 def pretrain(epochs, batch_size, classes, lr, images_per_class, seed, output) -> None:
     """Pretrain the glyph backbone on the 'pretrain' glyph classes (disjoint from train/test)."""
     from dmlbench.backbone import shipped_weights_path
-    from dmlbench.pretrain import PretrainConfig
     from dmlbench.pretrain import pretrain as run_pretrain
 
     config = PretrainConfig(

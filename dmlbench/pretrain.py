@@ -9,9 +9,10 @@ timm config, command, seed, data fingerprint, epochs and final accuracy.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import timm
@@ -21,26 +22,13 @@ from torch import nn
 from tqdm import tqdm
 
 from dmlbench.atomic import write_json_atomic
-from dmlbench.backbone import GLYPH_BACKBONE, GLYPH_BACKBONE_KWARGS
+from dmlbench.backbone import GLYPH_BACKBONE, GLYPH_BACKBONE_KWARGS, fold_stem_norms
 from dmlbench.data.glyphs import GlyphPartConfig, ensure_part, fingerprint_id
 from dmlbench.data.image_list import ImageListDataset, read_csv_records
 from dmlbench.data.transforms import TransformSpec, train_transform
+from dmlbench.pretrain_config import PretrainConfig
 from dmlbench.seeding import seed_everything
 from dmlbench.trainer import cosine_schedule
-
-
-@dataclass
-class PretrainConfig:
-    epochs: int = 6
-    batch_size: int = 64
-    classes: int = 1000  # the first N pretrain classes (sorted by code point)
-    lr: float = 3e-4
-    weight_decay: float = 0.05
-    warmup_fraction: float = 0.05
-    label_smoothing: float = 0.1
-    images_per_class: int = 30
-    seed: int = 0
-    bf16: bool = True  # CPU autocast; ~25% faster here, and a one-off job
 
 
 def pretrain(config: PretrainConfig, output: Path, command: str) -> dict:
@@ -50,7 +38,10 @@ def pretrain(config: PretrainConfig, output: Path, command: str) -> dict:
     chosen = set(sorted({r.label for r in records})[: config.classes])
     records = [r for r in records if r.label in chosen]
     model = timm.create_model(
-        GLYPH_BACKBONE, pretrained=False, num_classes=len({r.label for r in records})
+        GLYPH_BACKBONE,
+        pretrained=False,
+        num_classes=len({r.label for r in records}),
+        stem_norm=True,
     )
     data_cfg = timm.data.resolve_data_config(model=model)
     size = data_cfg["input_size"][-1]
@@ -92,29 +83,51 @@ def pretrain(config: PretrainConfig, output: Path, command: str) -> dict:
             loss_sum += loss.item() * len(labels)
             bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / seen:.3f}")
         history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_top1": correct / seen})
-    # fp16 halves the shipped file (timm casts back to fp32 on load); the
-    # classifier over the pretraining classes is dropped: no user needs it.
-    state = {
-        k: v.detach().to(torch.float16).contiguous()
-        for k, v in model.state_dict().items()
-        if not k.startswith("head.")
-    }
-    record = {
-        "timm_model": GLYPH_BACKBONE,
-        "timm_kwargs": GLYPH_BACKBONE_KWARGS,
-        "command": command,
-        "config": asdict(config),
-        "data_part": part.name,
-        "data_fingerprint": fingerprint_id(json.loads((part / "fingerprint.json").read_text())),
-        "pretrain_classes": len(dataset.classes),
-        "pretrain_images": len(dataset),
-        "history": history,
-        "seconds": round(time.time() - start, 1),
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "machine": platform.machine(),
-    }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(output), metadata={"dmlbench_record": json.dumps(record)})
-    write_json_atomic(output.with_suffix(".json"), record)
+        # Saved after every epoch, so a stopped job still leaves a usable backbone.
+        record = {
+            "timm_model": GLYPH_BACKBONE,
+            "timm_kwargs": GLYPH_BACKBONE_KWARGS,
+            "command": command,
+            "config": asdict(config),
+            "epochs_done": epoch + 1,
+            "data_part": part.name,
+            "data_fingerprint": fingerprint_id(json.loads((part / "fingerprint.json").read_text())),
+            "pretrain_classes": len(dataset.classes),
+            "pretrain_images": len(dataset),
+            "history": history,
+            "seconds": round(time.time() - start, 1),
+            "torch": torch.__version__,
+            "timm": timm.__version__,
+            "machine": platform.machine(),
+            "threads": torch.get_num_threads(),
+        }
+        save_backbone(model, output, record)
     return record
+
+
+def shippable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The pretrained weights as the shipped architecture expects them.
+
+    The stem's BatchNorms are folded into its convolutions, the classifier over
+    the pretraining classes is dropped (no user needs it), and fp16 halves the
+    file (timm casts back to fp32 on load).
+    """
+    plain = timm.create_model(GLYPH_BACKBONE, pretrained=False, num_classes=0)
+    model.eval()
+    fold_stem_norms(model.patch_embed, plain.patch_embed)
+    rest = {
+        k: v for k, v in model.state_dict().items() if not k.startswith(("head.", "patch_embed."))
+    }
+    missing, unexpected = plain.load_state_dict(rest, strict=False)
+    assert not unexpected and all(k.startswith("patch_embed.") for k in missing)
+    return {k: v.detach().to(torch.float16).contiguous() for k, v in plain.state_dict().items()}
+
+
+def save_backbone(model: nn.Module, output: Path, record: dict) -> None:
+    state = shippable_state(model)
+    model.train()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp")
+    save_file(state, str(tmp), metadata={"dmlbench_record": json.dumps(record)})
+    os.replace(tmp, output)
+    write_json_atomic(output.with_suffix(".json"), record)
