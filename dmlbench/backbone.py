@@ -190,6 +190,10 @@ def backbone_data_config(backbone: nn.Module) -> dict:
     return resolve_data_config(model=backbone)
 
 
+def _is_bias(name: str) -> bool:
+    return name == "bias" or name.endswith(".bias")
+
+
 class EmbeddingHead(nn.Module):
     """LayerNorm(D) → Linear(D, E) (xavier, zero bias) → L2 normalise (vptsp.md)."""
 
@@ -213,6 +217,17 @@ class ModelSpec:
     embedding_dim: int
     num_classes: int
     depth: int
+    backbone_params: int  # the pretrained backbone alone: no classifier, no method modules
+    backbone_bias_params: int  # of those, the biases (what BitFit tunes)
+
+    @property
+    def head_params(self) -> int:
+        """LayerNorm(D) + Linear(D, E)."""
+        return 2 * self.feature_dim + self.feature_dim * self.embedding_dim + self.embedding_dim
+
+    @property
+    def proxy_params(self) -> int:
+        return self.num_classes * self.embedding_dim
 
 
 class EmbeddingModel(nn.Module):
@@ -229,6 +244,16 @@ class EmbeddingModel(nn.Module):
         self.proxies = nn.Parameter(torch.empty(num_classes, embedding_dim))
         # Proxy-Anchor's initialisation (Kim et al. 2020).
         nn.init.kaiming_normal_(self.proxies, mode="fan_out")
+        # Methods add modules inside the backbone (adapters, prompts); these
+        # names keep "the pretrained backbone" well defined afterwards.
+        self.backbone_param_names = frozenset(n for n, _ in backbone.named_parameters())
+
+    def pretrained_parameters(self) -> dict[str, nn.Parameter]:
+        """The backbone's own parameters (without anything a method added), by name."""
+        return {n: p for n, p in self.backbone.named_parameters() if n in self.backbone_param_names}
+
+    def pretrained_biases(self) -> dict[str, nn.Parameter]:
+        return {n: p for n, p in self.pretrained_parameters().items() if _is_bias(n)}
 
     @property
     def spec(self) -> ModelSpec:
@@ -238,6 +263,8 @@ class EmbeddingModel(nn.Module):
             embedding_dim=self.head.proj.out_features,
             num_classes=self.proxies.shape[0],
             depth=len(getattr(self.backbone, "blocks", [])),
+            backbone_params=sum(p.numel() for p in self.pretrained_parameters().values()),
+            backbone_bias_params=sum(p.numel() for p in self.pretrained_biases().values()),
         )
 
     def backbone_trains(self) -> bool:

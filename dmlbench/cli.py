@@ -167,6 +167,37 @@ def format_summary(summary: dict, run_dir: Path) -> str:
 
 
 @main.command()
+@click.option("--method", default="linear-probe", show_default=True, help="Method name.")
+@click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE", help="A method option.")
+@click.option(
+    "--dataset", default="cub", show_default=True, help="Sets the number of training classes."
+)
+@click.option("--backbone", default=None, help="timm model name. [default: the dataset's]")
+@click.option("--embedding-dim", type=click.IntRange(min=1), default=None)
+@click.option("--all", "all_rows", is_flag=True, help="The whole Table-1 set as one table.")
+def params(method, opts, dataset, backbone, embedding_dim, all_rows) -> None:
+    """Tunable / total parameters of a method, without images or weights (meta device)."""
+    import pandas as pd
+
+    from dmlbench.data.spec import get_dataset
+    from dmlbench.options import parse_key_values
+    from dmlbench.params import count_row, format_table, table1_counts
+    from dmlbench.registry import get_method
+
+    spec = get_dataset(dataset)
+    backbone = backbone or spec.recipe.backbone
+    if all_rows:
+        if opts or method != "linear-probe":
+            raise click.UsageError("--all prints the Table-1 set; drop --method/--opt")
+        table = table1_counts(backbone, embedding_dim, spec.num_train_classes)
+    else:
+        chosen = get_method(method).from_values(parse_key_values(opts))
+        table = pd.DataFrame([count_row(chosen, backbone, embedding_dim, spec.num_train_classes)])
+    click.echo(f"{backbone} on {spec.name}: {spec.num_train_classes} training classes")
+    click.echo(format_table(table))
+
+
+@main.command()
 @click.option("--verbose", "-v", is_flag=True, help="Also list each method's options.")
 def methods(verbose: bool) -> None:
     """List the registered methods (built-in and plugins)."""

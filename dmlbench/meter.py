@@ -48,12 +48,17 @@ class ParameterCount:
 
 
 def count_parameters(model: nn.Module) -> ParameterCount:
-    """Counts over the whole model; ``backbone`` is the feature extractor without any classifier."""
-    backbone = getattr(model, "backbone", model)
+    """Counts over the whole model; ``backbone`` is the pretrained feature extractor
+    alone (no classifier, no adapter or prompt a method added), the denominator
+    of the "% of backbone" column."""
+    if hasattr(model, "pretrained_parameters"):
+        backbone = sum(p.numel() for p in model.pretrained_parameters().values())
+    else:
+        backbone = sum(p.numel() for p in getattr(model, "backbone", model).parameters())
     return ParameterCount(
         tunable=sum(p.numel() for p in model.parameters() if p.requires_grad),
         total=sum(p.numel() for p in model.parameters()),
-        backbone=sum(p.numel() for p in backbone.parameters()),
+        backbone=backbone,
     )
 
 

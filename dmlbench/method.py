@@ -4,6 +4,12 @@ A method is one class, registered by name with ``@register_method``. The
 trainer only ever calls the hooks below, so it never knows which method runs.
 The default hooks describe "train what ``attach`` left trainable, with the
 model's own proxies".
+
+The "(B)" variants of the paper (+ bias tuning) are one mechanism for every
+method: the ``bias`` option, which all option dataclasses inherit from
+:class:`MethodOptions` and which :meth:`Method.setup` applies after
+``attach``. So ``--opt bias=true`` gives Adapter (B), VPT (B), VPTSP (B) and
+the (B) of any plugin, without a second registered name.
 """
 
 from __future__ import annotations
@@ -14,25 +20,29 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from dmlbench.backbone import EmbeddingModel
-from dmlbench.options import build_options
+from dmlbench.backbone import EmbeddingModel, ModelSpec
+from dmlbench.options import build_options, option
 
 
 @dataclass
-class NoOptions:
-    """A method without options."""
+class MethodOptions:
+    """Options every method has; a method's own Options dataclass subclasses this."""
+
+    bias: bool = option(False, "also tune every bias of the pretrained backbone (the '(B)' rows)")
 
 
 class Method:
     """Base class of every method plugin.
 
     Subclasses set ``description`` (one line for ``dmlbench methods``),
-    optionally ``Options`` (a dataclass) and override :meth:`attach`.
+    optionally ``Options`` (a dataclass subclassing :class:`MethodOptions`),
+    override :meth:`attach`, and give :meth:`tunable_formula` so the contract
+    suite can check the count against the shapes.
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    Options: ClassVar[type] = NoOptions
+    Options: ClassVar[type] = MethodOptions
 
     def __init__(self, options: Any | None = None):
         self.options = options if options is not None else self.Options()
@@ -40,6 +50,18 @@ class Method:
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> Method:
         return cls(build_options(cls.Options, values, owner=f"method {cls.name}"))
+
+    @property
+    def label(self) -> str:
+        """The name as the paper's tables write it: ``vpt (B)`` when biases tune too."""
+        return f"{self.name} (B)" if getattr(self.options, "bias", False) else self.name
+
+    def setup(self, model: EmbeddingModel) -> None:
+        """What the runner calls: :meth:`attach`, then the bias option."""
+        self.attach(model)
+        if getattr(self.options, "bias", False):
+            for p in model.pretrained_biases().values():
+                p.requires_grad_(True)
 
     # -- hooks --------------------------------------------------------------
     def attach(self, model: EmbeddingModel) -> None:
@@ -68,6 +90,18 @@ class Method:
     ) -> torch.Tensor:
         """The C × E proxies the loss uses this step (default: the model's learnable ones)."""
         return model.proxies
+
+    def tunable_formula(self, spec: ModelSpec) -> int | None:
+        """The tunable-parameter count worked out from shapes (None: no formula given).
+
+        Independent of ``requires_grad`` bookkeeping on purpose: the contract
+        suite and ``dmlbench params`` compare the two.
+        """
+        return None
+
+    def bias_formula(self, spec: ModelSpec) -> int:
+        """What the bias option adds (override if the method already tunes biases)."""
+        return spec.backbone_bias_params if getattr(self.options, "bias", False) else 0
 
     # -- helpers for subclasses ----------------------------------------------
     @staticmethod

@@ -12,3 +12,10 @@ def cache_root() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "dmlbench"
+
+
+def data_root() -> Path:
+    """Where the public benchmarks live: ``$DMLBENCH_DATA``, else ``<cache>/data``."""
+    if env := os.environ.get("DMLBENCH_DATA"):
+        return Path(env)
+    return cache_root() / "data"

@@ -7,6 +7,7 @@ the evaluator scores unseen classes, and the run store keeps everything.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import traceback
@@ -151,7 +152,7 @@ def execute(config: RunConfig, echo=print) -> RunResult:
         config.backbone, config.weights, config.embedding_dim, spec.num_train_classes
     )
     try:
-        method.attach(model)
+        method.setup(model)
     except ValueError as e:
         raise UserError(f"method {config.method}: {e}") from None
 
@@ -178,6 +179,8 @@ def execute(config: RunConfig, echo=print) -> RunResult:
     summary: dict = {
         "status": "running",
         "method": config.method,
+        "method_label": method.label,
+        "method_options": dataclasses.asdict(method.options),
         "dataset": spec.name,
         "backbone": config.backbone,
         "seed": config.seed,

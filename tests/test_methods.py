@@ -13,7 +13,7 @@ def make(method_name):
     torch.manual_seed(0)
     model = build_model("vit_glyph_patch8_48", None, E, C)
     method = get_method(method_name)()
-    method.attach(model)
+    method.setup(model)
     return model, method
 
 

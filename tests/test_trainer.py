@@ -24,7 +24,7 @@ def test_no_autocast_on_cpu():
 def test_non_finite_loss_names_the_step():
     model = build_model("vit_glyph_patch8_48", None, 16, 4)
     method = get_method("linear-probe")()
-    method.attach(model)
+    method.setup(model)
     opt = torch.optim.SGD(method.param_groups(model, 0.1, 0.1), lr=0.1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
 

@@ -85,6 +85,7 @@ def register_dataset_prefix(prefix: str, factory: Callable[[str], DatasetSpec]) 
 
 def _discover() -> None:
     # Importing the modules runs their @register_dataset decorators.
+    import dmlbench.data.cub  # noqa: F401
     import dmlbench.data.folder  # noqa: F401
     import dmlbench.data.glyph_benchmark  # noqa: F401
 

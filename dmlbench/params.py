@@ -1,0 +1,115 @@
+"""``dmlbench params``: tunable / total parameter counts without images or weights.
+
+The model is built on PyTorch's meta device, so counting ViT-B costs no memory
+and no download. Beside our counts stands the paper's convention (vptsp.md):
+its totals include the unused classifier of the timm checkpoint (21,843
+ImageNet-21k classes for ViT-S/16 in21k), and its "(B)" rows count that
+classifier's biases as tuned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import timm
+import torch
+
+from dmlbench.backbone import build_model
+from dmlbench.errors import UserError
+from dmlbench.method import Method
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One row of the paper's Table 1: our method + options, and what the paper printed."""
+
+    label: str
+    method: str
+    options: dict[str, Any]
+    paper_tunable: str
+
+
+# Table 1 of Ren et al. (ICLR 2024), ViT-S/16 on CUB. Rows of methods not
+# registered here are skipped by `params --all`.
+TABLE1 = (
+    TableRow("Full fine-tuning", "full-ft", {}, "30.2M"),
+    TableRow("Linear probe", "linear-probe", {}, "0.19M"),
+    TableRow("BitFit", "bitfit", {}, "0.26M"),
+    TableRow("Adapter (L7, d256)", "adapter", {"layers": 7, "bottleneck": 256}, "1.57M"),
+    TableRow(
+        "Adapter (B) (L1, d256)", "adapter", {"layers": 1, "bottleneck": 256, "bias": True}, "0.46M"
+    ),
+    TableRow("VPT (L12, N10)", "vpt", {"layers": 12, "prompts": 10}, "0.23M"),
+    TableRow("VPT (B) (L12, N10)", "vpt", {"layers": 12, "prompts": 10, "bias": True}, "0.30M"),
+)
+
+
+def checkpoint_classifier_size(backbone: str) -> int:
+    """Classes of the classifier the timm checkpoint ships with (0 if none)."""
+    cfg = timm.models.get_pretrained_cfg(backbone)
+    return int(getattr(cfg, "num_classes", 0) or 0) if cfg is not None else 0
+
+
+def count_row(
+    method: Method, backbone: str, embedding_dim: int | None, num_classes: int
+) -> dict[str, Any]:
+    if not timm.is_model(backbone):
+        raise UserError(f"unknown backbone {backbone!r}; use a timm ViT name")
+    with torch.device("meta"):
+        model = build_model(backbone, None, embedding_dim, num_classes)
+    spec = model.spec
+    try:
+        method.setup(model)
+    except ValueError as e:
+        raise UserError(f"method {method.name}: {e}") from None
+    tunable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    classes = checkpoint_classifier_size(backbone)
+    classifier = spec.feature_dim * classes + classes if classes else 0
+    biases_tuned = all(p.requires_grad for p in model.pretrained_biases().values())
+    weights_tuned = all(p.requires_grad for p in model.pretrained_parameters().values())
+    paper_tunable = tunable + (classifier if weights_tuned else classes if biases_tuned else 0)
+    paper_total = spec.backbone_params + classifier + spec.head_params + spec.proxy_params
+    return {
+        "method": method.label,
+        "tunable": tunable,
+        "total": total,
+        "% of backbone": 100.0 * tunable / spec.backbone_params,
+        "formula": method.tunable_formula(spec),
+        "paper-convention tunable": paper_tunable,
+        "paper-convention %": 100.0 * paper_tunable / paper_total,
+    }
+
+
+def format_millions(n: int) -> str:
+    return f"{n / 1e6:.2f}M"
+
+
+def table1_counts(backbone: str, embedding_dim: int | None, num_classes: int) -> pd.DataFrame:
+    """The Table-1 rows whose methods are registered, with the paper's figure beside ours."""
+    from dmlbench.registry import get_method, method_names
+
+    rows = [
+        {
+            "row": r.label,
+            **count_row(
+                get_method(r.method).from_values(r.options), backbone, embedding_dim, num_classes
+            ),
+            "paper": r.paper_tunable,
+        }
+        for r in TABLE1
+        if r.method in method_names()
+    ]
+    return pd.DataFrame(rows)
+
+
+def format_table(table: pd.DataFrame) -> str:
+    table = table.drop(columns=["formula"])
+    for column in ("tunable", "paper-convention tunable"):
+        table[column] = table[column].map(lambda n: f"{n:,} ({format_millions(n)})")
+    table["total"] = table["total"].map("{:,}".format)
+    for column in ("% of backbone", "paper-convention %"):
+        table[column] = table[column].map("{:.2f}".format)
+    return table.to_string(index=False)

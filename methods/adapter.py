@@ -1,0 +1,53 @@
+"""Adapter (AdaptFormer, Chen et al. 2022): parallel bottleneck adapters in the last L blocks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from dmlbench.adapters import BottleneckAdapter, add_parallel_adapter
+from dmlbench.backbone import EmbeddingModel, ModelSpec
+from dmlbench.method import Method, MethodOptions
+from dmlbench.options import option
+from dmlbench.registry import register_method
+
+
+@dataclass
+class AdapterOptions(MethodOptions):
+    layers: int = option(7, "L: how many of the last blocks get an adapter")
+    bottleneck: int = option(256, "d: the adapter's hidden width")
+    scale: float = option(1.0, "s: the adapter branch's scale")
+    up_init: Literal["zero", "normal"] = option(
+        "zero", "Up projection init; zero starts as the pretrained model"
+    )
+
+    def __post_init__(self):
+        if self.layers < 1:
+            raise ValueError(f"layers={self.layers} must be ≥ 1")
+        if self.bottleneck < 1:
+            raise ValueError(f"bottleneck={self.bottleneck} must be ≥ 1")
+
+
+@register_method("adapter")
+class Adapter(Method):
+    description = (
+        "Adapter (AdaptFormer): frozen backbone, bottleneck adapters in the last L blocks."
+    )
+    Options = AdapterOptions
+
+    def attach(self, model: EmbeddingModel) -> None:
+        o, spec = self.options, model.spec
+        if o.layers > spec.depth:
+            raise ValueError(f"layers={o.layers} exceeds the backbone depth {spec.depth}")
+        self.freeze(model.backbone)
+        for block in model.backbone.blocks[spec.depth - o.layers :]:
+            add_parallel_adapter(
+                block, BottleneckAdapter(spec.feature_dim, o.bottleneck, o.scale, o.up_init)
+            )
+        self.unfreeze(model.head)
+        model.proxies.requires_grad_(True)
+
+    def tunable_formula(self, spec: ModelSpec) -> int:
+        o = self.options
+        adapters = o.layers * BottleneckAdapter.parameter_count(spec.feature_dim, o.bottleneck)
+        return spec.head_params + spec.proxy_params + adapters + self.bias_formula(spec)
