@@ -244,13 +244,15 @@ class EmbeddingModel(nn.Module):
         self.proxies = nn.Parameter(torch.empty(num_classes, embedding_dim))
         # Proxy-Anchor's initialisation (Kim et al. 2020).
         nn.init.kaiming_normal_(self.proxies, mode="fan_out")
-        # Methods add modules inside the backbone (adapters, prompts); these
-        # names keep "the pretrained backbone" well defined afterwards.
-        self.backbone_param_names = frozenset(n for n, _ in backbone.named_parameters())
+        # Methods add modules inside the backbone (adapters, prompts) and may
+        # rename what they wrap (peft's LoRA moves qkv.weight to
+        # qkv.base_layer.weight); identity keeps "the pretrained backbone" well
+        # defined afterwards.
+        self._pretrained_ids = frozenset(id(p) for p in backbone.parameters())
 
     def pretrained_parameters(self) -> dict[str, nn.Parameter]:
-        """The backbone's own parameters (without anything a method added), by name."""
-        return {n: p for n, p in self.backbone.named_parameters() if n in self.backbone_param_names}
+        """The backbone's own parameters (without anything a method added), by current name."""
+        return {n: p for n, p in self.backbone.named_parameters() if id(p) in self._pretrained_ids}
 
     def pretrained_biases(self) -> dict[str, nn.Parameter]:
         return {n: p for n, p in self.pretrained_parameters().items() if _is_bias(n)}
