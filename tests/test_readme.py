@@ -65,7 +65,7 @@ def test_readme_user_commands_run(tmp_path, isolated_cache):
     assert "linear-probe" in load_out and "[1 rows x" in load_out  # one run, one row
 
 
-@pytest.mark.parametrize("command", ["run", "methods", "datasets", "pretrain"])
+@pytest.mark.parametrize("command", ["run", "methods", "datasets", "pretrain", "params"])
 def test_every_command_has_help(command):
     from click.testing import CliRunner
 
@@ -73,3 +73,39 @@ def test_every_command_has_help(command):
 
     result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_readme_method_example_keeps_the_contract():
+    """The "write your own method" code registers a method that trains and counts right."""
+    from dmlbench import registry
+    from dmlbench.meter import count_parameters
+
+    from .test_contract import prepared, train
+
+    (code,) = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    try:
+        exec(compile(code, "README.md", "exec"), {})
+        for bias in (False, True):
+            model, method, spec = prepared("cls-token", bias)
+            assert count_parameters(model).tunable == method.tunable_formula(spec)
+            train(model, method)
+    finally:
+        registry._METHODS.pop("cls-token", None)
+
+
+def test_readme_other_commands_parse():
+    """Every `dmlbench …` line in text blocks names real commands, options and values."""
+    from dmlbench.cli import main
+
+    lines = [
+        line.split("  #")[0].strip()
+        for block in re.findall(r"```text\n(.*?)```", README, flags=re.S)
+        for line in block.splitlines()
+        if line.startswith("dmlbench ")
+    ]
+    assert len(lines) >= 10
+    for line in lines:
+        args = shlex.split(line)[1:]
+        command = main.get_command(None, args[0])
+        assert command is not None, line
+        command.make_context(args[0], args[1:])  # raises on an unknown option or bad value
