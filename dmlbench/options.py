@@ -107,7 +107,16 @@ def describe_options(cls: type) -> list[tuple[str, str, Any, str]]:
     types_ = _field_types(cls)
     rows = []
     for f in dataclasses.fields(cls):
-        ann = types_[f.name]
-        type_name = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
-        rows.append((f.name, type_name, f.default, f.metadata.get("help", "")))
+        rows.append((f.name, _type_name(types_[f.name]), f.default, f.metadata.get("help", "")))
     return rows
+
+
+def _type_name(annotation: Any) -> str:
+    """``int``, ``int or none``, ``xavier|normal|zeros``: how a user writes the value."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return f"{_type_name(args[0])} or none"
+    if origin is typing.Literal:
+        return "|".join(map(str, typing.get_args(annotation)))
+    return getattr(annotation, "__name__", str(annotation))

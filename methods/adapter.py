@@ -11,10 +11,16 @@ from dmlbench.method import Method, MethodOptions
 from dmlbench.options import option
 from dmlbench.registry import register_method
 
+PAPER_LAYERS = 7
+
 
 @dataclass
 class AdapterOptions(MethodOptions):
-    layers: int = option(7, "L: how many of the last blocks get an adapter")
+    layers: int | None = option(
+        None,
+        "L: how many of the last blocks get an adapter "
+        "(default: 7, the paper's row; every block if the backbone has fewer)",
+    )
     bottleneck: int = option(256, "d: the adapter's hidden width")
     scale: float = option(1.0, "s: the adapter branch's scale")
     up_init: Literal["zero", "normal"] = option(
@@ -22,7 +28,7 @@ class AdapterOptions(MethodOptions):
     )
 
     def __post_init__(self):
-        if self.layers < 1:
+        if self.layers is not None and self.layers < 1:
             raise ValueError(f"layers={self.layers} must be ≥ 1")
         if self.bottleneck < 1:
             raise ValueError(f"bottleneck={self.bottleneck} must be ≥ 1")
@@ -35,12 +41,20 @@ class Adapter(Method):
     )
     Options = AdapterOptions
 
+    def layers(self, spec: ModelSpec) -> int:
+        if self.options.layers is None:
+            return min(PAPER_LAYERS, spec.depth)
+        if self.options.layers > spec.depth:
+            raise ValueError(
+                f"layers={self.options.layers} exceeds the backbone depth {spec.depth}"
+            )
+        return self.options.layers
+
     def attach(self, model: EmbeddingModel) -> None:
         o, spec = self.options, model.spec
-        if o.layers > spec.depth:
-            raise ValueError(f"layers={o.layers} exceeds the backbone depth {spec.depth}")
+        layers = self.layers(spec)
         self.freeze(model.backbone)
-        for block in model.backbone.blocks[spec.depth - o.layers :]:
+        for block in model.backbone.blocks[spec.depth - layers :]:
             add_parallel_adapter(
                 block, BottleneckAdapter(spec.feature_dim, o.bottleneck, o.scale, o.up_init)
             )
@@ -49,5 +63,7 @@ class Adapter(Method):
 
     def tunable_formula(self, spec: ModelSpec) -> int:
         o = self.options
-        adapters = o.layers * BottleneckAdapter.parameter_count(spec.feature_dim, o.bottleneck)
+        adapters = self.layers(spec) * BottleneckAdapter.parameter_count(
+            spec.feature_dim, o.bottleneck
+        )
         return spec.head_params + spec.proxy_params + adapters + self.bias_formula(spec)

@@ -14,13 +14,15 @@ from dmlbench.registry import register_method
 
 @dataclass
 class VPTOptions(MethodOptions):
-    layers: int = option(12, "L: blocks that get prompts, counted from the first")
+    layers: int | None = option(
+        None, "L: blocks that get prompts, counted from the first (default: every block)"
+    )
     prompts: int = option(10, "N: prompt tokens per prompted block")
     init: Literal["xavier", "normal", "zeros"] = option("xavier", "prompt initialisation")
     dropout: float = option(0.0, "dropout on the prompt tokens while training")
 
     def __post_init__(self):
-        if self.layers < 1:
+        if self.layers is not None and self.layers < 1:
             raise ValueError(f"layers={self.layers} must be ≥ 1")
         if self.prompts < 1:
             raise ValueError(f"prompts={self.prompts} must be ≥ 1")
@@ -33,15 +35,20 @@ class VPT(Method):
     description = "VPT-deep: frozen backbone, N prompt tokens in the first L blocks; head trains."
     Options = VPTOptions
 
+    def layers(self, spec: ModelSpec) -> int:
+        layers = self.options.layers if self.options.layers is not None else spec.depth
+        if layers > spec.depth:
+            raise ValueError(f"layers={layers} exceeds the backbone depth {spec.depth}")
+        return layers
+
     def attach(self, model: EmbeddingModel) -> None:
         o, spec = self.options, model.spec
-        if o.layers > spec.depth:
-            raise ValueError(f"layers={o.layers} exceeds the backbone depth {spec.depth}")
+        layers = self.layers(spec)
         self.freeze(model.backbone)
         patch = model.backbone.patch_embed.patch_size[0]
-        prompts = DeepPrompts(o.layers, o.prompts, spec.feature_dim, o.init, patch, o.dropout)
+        prompts = DeepPrompts(layers, o.prompts, spec.feature_dim, o.init, patch, o.dropout)
         model.backbone.vpt_prompts = prompts  # inside the backbone: its forward needs autograd
-        inserter = PromptInserter(model.backbone, o.layers)
+        inserter = PromptInserter(model.backbone, layers)
         inserter.source = prompts
         model.backbone.vpt_inserter = inserter  # a plain attribute: kept alive with the model
         self.unfreeze(model.head)
@@ -49,5 +56,5 @@ class VPT(Method):
 
     def tunable_formula(self, spec: ModelSpec) -> int:
         o = self.options
-        prompts = o.layers * o.prompts * spec.feature_dim
+        prompts = self.layers(spec) * o.prompts * spec.feature_dim
         return spec.head_params + spec.proxy_params + prompts + self.bias_formula(spec)

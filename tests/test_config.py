@@ -53,3 +53,25 @@ def test_missing_yaml_file(tmp_path):
 def test_batch_must_divide_into_classes():
     with pytest.raises(UserError, match="batch_size 10 is not divisible by images_per_class 4"):
         resolve(RunConfig(batch_size=10, images_per_class=4), get_dataset("glyphs"))
+
+
+def test_yaml_method_options_are_typed(tmp_path):
+    from dmlbench.run import prepare
+
+    path = tmp_path / "vpt.yaml"
+    path.write_text("method: vpt\nmethod_options: {layers: 2, prompts: '3', bias: true}\n")
+    _, _, method = prepare(make_config(path, {}))
+    assert (method.options.layers, method.options.prompts, method.options.bias) == (2, 3, True)
+    assert method.label == "vpt (B)"
+
+
+def test_unknown_method_option_lists_the_valid_ones(tmp_path):
+    from dmlbench.run import prepare
+
+    path = tmp_path / "vpt.yaml"
+    path.write_text("method: vpt\nmethod_options: {layer: 2}\n")
+    with pytest.raises(UserError) as error:
+        prepare(make_config(path, {}))
+    assert str(error.value) == (
+        "method vpt: unknown option 'layer'; valid options: bias, layers, prompts, init, dropout"
+    )
