@@ -91,6 +91,13 @@ class Method:
         """The C × E proxies the loss uses this step (default: the model's learnable ones)."""
         return model.proxies
 
+    def after_step(
+        self, model: EmbeddingModel, optimizer: torch.optim.Optimizer, grad_scale: float
+    ) -> None:
+        """Called after each optimizer step: for state a method updates itself
+        (e.g. rows of a parameter bank kept off the accelerator). ``grad_scale``
+        is the AMP loss scale the gradients still carry (1.0 without fp16)."""
+
     def tunable_formula(self, spec: ModelSpec) -> int | None:
         """The tunable-parameter count worked out from shapes (None: no formula given).
 

@@ -21,8 +21,9 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-# layer index, batch size → prompts for that layer, (N, D) or (B, N, D)
-PromptSource = Callable[[int, int], torch.Tensor]
+# layer index, batch size → prompts for that layer, (N, D) or (B, N, D), or
+# None: no new prompts at this layer (earlier prompt outputs carry on)
+PromptSource = Callable[[int, int], torch.Tensor | None]
 
 
 def init_prompts(tokens: torch.Tensor, how: str, patch_size: int) -> None:
@@ -71,6 +72,8 @@ class PromptInserter:
             if self.source is None:
                 return None
             prompts = self.source(layer, x.shape[0])
+            if prompts is None:
+                return None
             if prompts.dim() == 2:
                 prompts = prompts.unsqueeze(0).expand(x.shape[0], -1, -1)
             after = self.prefix + self._inserted

@@ -83,8 +83,10 @@ class Trainer:
                 self.scaler.unscale_(self.optimizer)
                 trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
                 nn.utils.clip_grad_norm_(trainable, self.grad_clip)
+            grad_scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            self.plugin.after_step(self.model, self.optimizer, grad_scale)
             self.scheduler.step()
             self.step += 1
             loss_sum += loss.item() * len(y)
