@@ -43,6 +43,12 @@ TABLE1 = (
     ),
     TableRow("VPT (L12, N10)", "vpt", {"layers": 12, "prompts": 10}, "0.23M"),
     TableRow("VPT (B) (L12, N10)", "vpt", {"layers": 12, "prompts": 10, "bias": True}, "0.30M"),
+    # Class prompts 3 tokens × 12 blocks (the released CUB config); Table 1's
+    # smaller VPTSP figures come from an unpublished shape (vptsp.md).
+    TableRow("VPTSP-M", "vptsp-m", {}, "0.60M"),
+    TableRow("VPTSP-M (B)", "vptsp-m", {"bias": True}, "0.67M"),
+    TableRow("VPTSP-G", "vptsp-g", {}, "1.48M"),
+    TableRow("VPTSP-G (B)", "vptsp-g", {"bias": True}, "1.56M"),
 )
 
 
