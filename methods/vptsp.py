@@ -19,6 +19,7 @@ from typing import Literal
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from dmlbench.backbone import EmbeddingHead, EmbeddingModel, ModelSpec
 from dmlbench.method import Method, MethodOptions
@@ -40,6 +41,9 @@ class VPTSPOptions(MethodOptions):
     dropout: float = option(0.0, "dropout on the shared prompts while training")
     gru_dropout: float = option(0.0, "dropout on the GRU's input (vptsp-g)")
     proxy_lr: float | None = option(None, "learning rate of O (default: the run's proxy_lr)")
+    checkpointing: bool = option(
+        False, "activation checkpointing: sample pass per block, proxy pass as a whole"
+    )
 
     def __post_init__(self):
         if not 0.0 <= self.alpha <= 1.0:
@@ -102,6 +106,28 @@ class SemanticProxies(nn.Module):
             init_prompts(self.bank.weight, "xavier", patch)
 
 
+def _proxy_pass(backbone: nn.Module, images: torch.Tensor, per_image: torch.Tensor):
+    """The backbone with each image's class prompts and no shared prompts.
+
+    The prompts are an argument (not state read by the hooks later), so that
+    under activation checkpointing the recomputation in backward sees the
+    same prompts; timm's per-block checkpointing is off inside, since its
+    recomputation would run after the prompt source is restored.
+    """
+    layers = per_image.shape[1]
+
+    def class_prompts(layer: int, batch: int):
+        return per_image[:, layer] if layer < layers else None
+
+    per_block = getattr(backbone, "grad_checkpointing", False)
+    backbone.grad_checkpointing = False
+    try:
+        with backbone.vpt_inserter.use(class_prompts):
+            return backbone(images)
+    finally:
+        backbone.grad_checkpointing = per_block
+
+
 class VPTSP(Method):
     Options = VPTSPOptions
 
@@ -133,6 +159,8 @@ class VPTSP(Method):
 
         inserter.source = shared_only
         model.backbone.vpt_inserter = inserter
+        if o.checkpointing:
+            model.backbone.set_grad_checkpointing(True)
         model.semantic = SemanticProxies(
             spec, per_class, o.class_prompts, self._make_gru(spec), patch
         )
@@ -162,13 +190,12 @@ class VPTSP(Method):
         classes, slot = torch.unique(labels, return_inverse=True)
         rows = semantic.bank.gather(classes, images.device)  # U × L_c × N_c × D
         per_image = rows[slot]  # B × L_c × N_c × D
-        layers = per_image.shape[1]
-
-        def class_prompts(layer: int, batch: int):
-            return per_image[:, layer] if layer < layers else None
-
-        with model.backbone.vpt_inserter.use(class_prompts):
-            features = model.backbone(images)
+        if self.options.checkpointing:
+            features = checkpoint(
+                _proxy_pass, model.backbone, images, per_image, use_reentrant=False
+            )
+        else:
+            features = _proxy_pass(model.backbone, images, per_image)
         p = semantic.proxy_head(features)  # B × E, unit norm
         updated = F.normalize(self._update(semantic, memory[classes], p, slot), dim=-1)
         stored = memory.index_copy(0, classes, updated.to(memory.dtype))  # differentiable

@@ -102,3 +102,21 @@ def test_q_mixes_memory_and_original_proxies():
     q = method.proxies(model, None, None)
     expected = F.normalize(0.5 * model.semantic.memory + 0.5 * model.proxies, dim=-1)
     torch.testing.assert_close(q, expected)
+
+
+def test_checkpointing_gives_the_same_gradients():
+    grads = []
+    for flag in (False, True):
+        method = get_method("vptsp-g").from_values({"checkpointing": flag})
+        model = tiny_model()
+        method.setup(model)
+        images, labels = batches(1)[0]
+        model.train()
+        proxies = method.proxies(model, images, labels)
+        ProxyAnchorLoss()(model(images), labels, proxies).backward()
+        staged = model.semantic.bank._staged[1].grad
+        shared = model.backbone.vpt_prompts.tokens.grad
+        assert staged.abs().sum() > 0 and shared.abs().sum() > 0
+        grads.append((staged, shared, model.semantic.gru.input.weight.grad))
+    for plain, checkpointed in zip(*grads, strict=True):
+        torch.testing.assert_close(plain, checkpointed, rtol=1e-5, atol=1e-7)
