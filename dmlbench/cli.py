@@ -228,7 +228,11 @@ def datasets() -> None:
             continue
         spec = get_dataset(name)
         state = "present" if spec.is_present() else "absent"
+        sizes = ", ".join(
+            f"{split} {classes:,} classes / {images:,} images"
+            for split, (classes, images) in spec.split_sizes().items()
+        )
         click.echo(
-            f"{name:<14} {spec.description}\n{'':<14} train classes {spec.num_train_classes}, "
-            f"R@K {list(spec.recall_ks)}; {state} at {spec.location()}"
+            f"{name:<14} {spec.description}\n{'':<14} {sizes}; R@K {list(spec.recall_ks)}\n"
+            f"{'':<14} {state} at {spec.location()}"
         )

@@ -55,6 +55,8 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DatasetSpec, Method]:
     """Validate everything that can be validated before any heavy work."""
     dataset = get_dataset(config.dataset)
     method = get_method(config.method).from_values(config.method_options)
+    if not dataset.is_present():
+        raise UserError(dataset.missing_message())
     return resolve(config, dataset), dataset, method
 
 

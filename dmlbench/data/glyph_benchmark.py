@@ -39,6 +39,11 @@ class GlyphDataset(DatasetSpec):
     def num_train_classes(self) -> int:
         return len(shipped_class_lists()["train"])
 
+    def split_sizes(self) -> dict[str, tuple[int, int]]:
+        per_class = self.part.images_per_class
+        lists = shipped_class_lists()
+        return {s: (len(lists[s]), len(lists[s]) * per_class) for s in ("train", "test")}
+
     def records(self) -> list[ImageRecord]:
         return read_csv_records(ensure_part(self.part) / "manifest.csv")
 

@@ -57,6 +57,13 @@ class DatasetSpec:
     def is_present(self) -> bool:
         return True
 
+    def missing_message(self) -> str:
+        return f"dataset {self.name}: data not found at {self.location()}"
+
+    def split_sizes(self) -> dict[str, tuple[int, int]]:
+        """(classes, images) per split, known without reading the data ({} if unknown)."""
+        return {}
+
 
 @dataclass
 class DatasetCatalog:
@@ -85,9 +92,12 @@ def register_dataset_prefix(prefix: str, factory: Callable[[str], DatasetSpec]) 
 
 def _discover() -> None:
     # Importing the modules runs their @register_dataset decorators.
+    import dmlbench.data.cars  # noqa: F401
     import dmlbench.data.cub  # noqa: F401
     import dmlbench.data.folder  # noqa: F401
     import dmlbench.data.glyph_benchmark  # noqa: F401
+    import dmlbench.data.inshop  # noqa: F401
+    import dmlbench.data.sop  # noqa: F401
 
 
 def dataset_names() -> list[str]:

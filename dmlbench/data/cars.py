@@ -1,0 +1,40 @@
+"""Cars196 (Krause et al. 2013) from ``cars_annos.mat`` + ``car_ims/``; DML split by class.
+
+``cars_annos.mat`` holds one struct per image (relative_im_path, bbox, class
+1–196, test flag). The DML split ignores the test flag: classes 1–98 train,
+99–196 test.
+"""
+
+from __future__ import annotations
+
+from dmlbench.data.image_list import ImageRecord
+from dmlbench.data.public import PublicDataset, SplitCounts
+from dmlbench.data.spec import Recipe, register_dataset
+from dmlbench.errors import UserError
+
+
+@register_dataset("cars")
+class Cars196(PublicDataset):
+    description = "Cars196: classes 1-98 train, 99-196 test"
+    folder = "cars196"
+    index_file = "cars_annos.mat"
+    counts = SplitCounts({"train": (98, 8_054), "test": (98, 8_131)})
+    train_classes = 98
+    recipe = Recipe(optimizer="adamw", lr=5e-4, proxy_lr=1e-2, epochs=50, weight_decay=1e-4)
+
+    def read_index(self) -> list[ImageRecord]:
+        from scipy.io import loadmat
+
+        path = self.root / self.index_file
+        try:
+            annotations = loadmat(str(path), squeeze_me=True)["annotations"]
+        except (OSError, ValueError, KeyError) as e:
+            raise UserError(f"{path}: not a readable cars_annos.mat ({e})") from None
+        records = []
+        for item in annotations:
+            label = int(item["class"])
+            split = "train" if label <= self.train_classes else "test"
+            records.append(
+                ImageRecord(self.root / str(item["relative_im_path"]), str(label), split)
+            )
+        return records

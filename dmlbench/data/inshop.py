@@ -1,0 +1,43 @@
+"""In-Shop Clothes Retrieval (DeepFashion, Liu et al. 2016) from list_eval_partition.txt.
+
+The partition file: a count line, a header line, then ``image_name item_id
+evaluation_status`` with status train / query / gallery. Queries are
+searched in the gallery only.
+"""
+
+from __future__ import annotations
+
+from dmlbench.data.image_list import ImageRecord
+from dmlbench.data.public import PublicDataset, SplitCounts, read_lines
+from dmlbench.data.spec import Recipe, register_dataset
+from dmlbench.errors import UserError
+
+
+@register_dataset("inshop")
+class InShop(PublicDataset):
+    description = "In-Shop Clothes: train / query / gallery from list_eval_partition.txt"
+    folder = "InShop"
+    index_file = "list_eval_partition.txt"
+    counts = SplitCounts(
+        {"train": (3_997, 25_882), "query": (3_985, 14_218), "gallery": (3_985, 12_612)}
+    )
+    train_classes = 3_997
+    recall_ks = (1, 10, 20, 30, 40, 50)
+    eval_splits = ("query", "gallery")
+    recipe = Recipe(
+        optimizer="adamw", lr=1e-4, proxy_lr=5e-2, epochs=80, batch_size=32,
+        images_per_class=1, weight_decay=1e-4,
+    )  # fmt: skip
+
+    def read_index(self) -> list[ImageRecord]:
+        path = self.root / self.index_file
+        records = []
+        for number, line in enumerate(read_lines(path)[2:], 3):
+            fields = line.split()
+            if len(fields) != 3 or fields[2] not in ("train", "query", "gallery"):
+                raise UserError(
+                    f"{path}:{number}: expected 'image_name item_id train|query|gallery', "
+                    f"found {line!r}"
+                )
+            records.append(ImageRecord(self.root / fields[0], fields[1], fields[2]))
+        return records
