@@ -93,6 +93,15 @@ def pretrain(epochs, batch_size, classes, lr, images_per_class, seed, output) ->
     help="A method option, repeatable (see `dmlbench methods --verbose`).",
 )
 @click.option("--dataset", default=None, help="Dataset name or folder:PATH. [default: glyphs]")
+@click.option(
+    "--data-root", default=None, help="Folder of the public benchmarks. [default: $DMLBENCH_DATA]"
+)
+@click.option(
+    "--skip-bad-images",
+    is_flag=True,
+    default=None,
+    help="Leave out unreadable images (counted in the summary) instead of stopping.",
+)
 @click.option("--backbone", default=None, help="timm model name. [default: the dataset's]")
 @click.option(
     "--weights",
@@ -236,3 +245,71 @@ def datasets() -> None:
             f"{name:<14} {spec.description}\n{'':<14} {sizes}; R@K {list(spec.recall_ks)}\n"
             f"{'':<14} {state} at {spec.location()}"
         )
+
+
+@main.group()
+def data() -> None:
+    """Get, prepare and check the public benchmarks (cub, cars, sop, inshop)."""
+
+
+def _public(name: str, data_root: str | None):
+    from dmlbench.data.public import PublicDataset
+    from dmlbench.data.spec import get_dataset
+
+    spec = get_dataset(name, data_root)
+    if not isinstance(spec, PublicDataset):
+        raise UserError(f"dataset {name}: not a public benchmark; use cub, cars, sop or inshop")
+    return spec
+
+
+DATA_ROOT = click.option(
+    "--data-root", default=None, help="Folder of the benchmarks. [default: $DMLBENCH_DATA]"
+)
+
+
+@data.command()
+@click.argument("name")
+@DATA_ROOT
+def download(name: str, data_root: str | None) -> None:
+    """Download NAME from its official source (resumable, checksum-verified) and unpack it."""
+    spec = _public(name, data_root)
+    if not spec.sources:
+        click.echo(f"{name}: no stable download source. {spec.manual_text()}")
+        sys.exit(2)
+    spec.download()
+    click.echo(f"{name}: ready at {spec.root}")
+
+
+@data.command()
+@click.argument("name")
+@click.option(
+    "--from",
+    "files",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A file fetched by hand (archive or index file); repeatable.",
+)
+@DATA_ROOT
+def prepare(name: str, files: tuple[Path, ...], data_root: str | None) -> None:
+    """Put files fetched by hand into place (archives are unpacked safely)."""
+    spec = _public(name, data_root)
+    spec.prepare(list(files))
+    click.echo(f"{name}: ready at {spec.root}")
+
+
+@data.command()
+@click.argument("name")
+@DATA_ROOT
+def verify(name: str, data_root: str | None) -> None:
+    """Check NAME's layout, published counts, and that every image decodes."""
+    from dmlbench.data.verify import find_bad_images
+
+    spec = _public(name, data_root)
+    records = spec.records()  # layout and counts
+    bad = find_bad_images(records)
+    for path, why in bad:
+        click.echo(f"{path}: {why}")
+    if bad:
+        raise UserError(f"dataset {name}: {len(bad)} of {len(records)} images do not decode")
+    click.echo(f"{name}: {len(records):,} images, counts as published, all decode")

@@ -24,6 +24,8 @@ class RunConfig:
     method: str = "linear-probe"
     method_options: dict[str, Any] = field(default_factory=dict)
     dataset: str = "glyphs"
+    data_root: str | None = None  # where the public benchmarks live (else $DMLBENCH_DATA)
+    skip_bad_images: bool = False  # else unreadable images stop the run before training
     backbone: str | None = None
     weights: str | None = None  # a file, "pretrained", or "none" (random init)
     embedding_dim: int | None = None

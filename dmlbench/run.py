@@ -22,6 +22,7 @@ from dmlbench.config import RunConfig, resolve, to_yaml
 from dmlbench.data.image_list import ImageListDataset
 from dmlbench.data.spec import DatasetSpec, get_dataset
 from dmlbench.data.transforms import test_transform, train_transform
+from dmlbench.data.verify import bad_images_cached, scan_memo_path
 from dmlbench.errors import UserError
 from dmlbench.evaluate import retrieval_metrics
 from dmlbench.losses import ProxyAnchorLoss
@@ -53,7 +54,7 @@ def pick_device(name: str) -> torch.device:
 
 def prepare(config: RunConfig) -> tuple[RunConfig, DatasetSpec, Method]:
     """Validate everything that can be validated before any heavy work."""
-    dataset = get_dataset(config.dataset)
+    dataset = get_dataset(config.dataset, config.data_root)
     method = get_method(config.method).from_values(config.method_options)
     if not dataset.is_present():
         raise UserError(dataset.missing_message())
@@ -101,9 +102,28 @@ def evaluate_model(model, spec: DatasetSpec, eval_sets, config, device, amp) -> 
     return metrics
 
 
-def build_loaders(spec: DatasetSpec, config: RunConfig, model, device, generator):
-    """Class-balanced training batches and the evaluation sets; checks they fit the config."""
+def usable_records(spec: DatasetSpec, config: RunConfig) -> tuple[list, int]:
+    """The records, minus unreadable images if ``skip_bad_images`` (how many were skipped)."""
     records = spec.records()
+    key = spec.scan_key()
+    if key is None:
+        return records, 0
+    bad = bad_images_cached(records, key)
+    if not bad:
+        return records, 0
+    if not config.skip_bad_images:
+        listing = scan_memo_path(key)
+        raise UserError(
+            f"dataset {spec.name}: {len(bad)} unreadable image(s), e.g. {bad[0][0]} "
+            f"({bad[0][1]}); all listed in {listing}; fix or remove them, or pass "
+            "--skip-bad-images"
+        )
+    dropped = {path for path, _ in bad}
+    return [r for r in records if r.path not in dropped], len(bad)
+
+
+def build_loaders(spec: DatasetSpec, config: RunConfig, model, device, generator, records):
+    """Class-balanced training batches and the evaluation sets; checks they fit the config."""
     data_cfg = backbone_data_config(model.backbone)
     size, mean, std = data_cfg["input_size"][-1], data_cfg["mean"], data_cfg["std"]
     train_set = ImageListDataset(
@@ -158,7 +178,10 @@ def execute(config: RunConfig, echo=print) -> RunResult:
     except ValueError as e:
         raise UserError(f"method {config.method}: {e}") from None
 
-    train_loader, eval_sets, steps_per_epoch = build_loaders(spec, config, model, device, generator)
+    records, skipped = usable_records(spec, config)
+    train_loader, eval_sets, steps_per_epoch = build_loaders(
+        spec, config, model, device, generator, records
+    )
 
     model.to(device)
     optimizer = build_optimizer(config, method.param_groups(model, config.lr, config.proxy_lr))
@@ -186,6 +209,7 @@ def execute(config: RunConfig, echo=print) -> RunResult:
         "dataset": spec.name,
         "backbone": config.backbone,
         "seed": config.seed,
+        "skipped_bad_images": skipped,
         "params": {
             "tunable": params.tunable,
             "total": params.total,

@@ -22,6 +22,13 @@ class Cars196(PublicDataset):
     train_classes = 98
     recipe = Recipe(optimizer="adamw", lr=5e-4, proxy_lr=1e-2, epochs=50, weight_decay=1e-4)
 
+    # The original ai.stanford.edu files are gone; mirrors come and go.
+    manual = (
+        "The original Stanford links are offline: fetch car_ims.tgz and cars_annos.mat "
+        "(the originals, e.g. from a mirror of ai.stanford.edu/~jkrause/cars/car_dataset.html)."
+    )
+    archives_unpack_into = "root"
+
     def read_index(self) -> list[ImageRecord]:
         from scipy.io import loadmat
 

@@ -9,6 +9,7 @@ classification).
 
 from __future__ import annotations
 
+from dmlbench.data.fetch import Source
 from dmlbench.data.image_list import ImageRecord
 from dmlbench.data.public import PublicDataset, SplitCounts, read_lines
 from dmlbench.data.spec import Recipe, register_dataset
@@ -33,6 +34,13 @@ class CUB(PublicDataset):
     counts = SplitCounts({"train": (100, 5_864), "test": (100, 5_924)})
     train_classes = 100
     recipe = Recipe()  # the paper's CUB recipe is the default one
+    sources = (
+        Source(
+            "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz",
+            "CUB_200_2011.tgz",
+            md5="97eceeb196236b17998738112f37df78",
+        ),
+    )
 
     def read_index(self) -> list[ImageRecord]:
         images = _pairs(self.root / "images.txt")

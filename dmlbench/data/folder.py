@@ -51,6 +51,9 @@ class FolderDataset(DatasetSpec):
     def num_train_classes(self) -> int:
         return len({r.label for r in self._records if r.split == self.train_split})
 
+    def scan_key(self) -> Path:
+        return self.path
+
     def location(self) -> str:
         return str(self.path)
 

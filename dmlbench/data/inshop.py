@@ -29,6 +29,14 @@ class InShop(PublicDataset):
         images_per_class=1, weight_decay=1e-4,
     )  # fmt: skip
 
+    # Distributed through a Google Drive folder behind an agreement form.
+    manual = (
+        "Fill in the DeepFashion agreement (mmlab.ie.cuhk.edu.hk/projects/DeepFashion/"
+        "InShopRetrieval.html) and fetch In-shop Clothes Retrieval Benchmark/Img/img.zip "
+        "and Eval/list_eval_partition.txt."
+    )
+    archives_unpack_into = "root"
+
     def read_index(self) -> list[ImageRecord]:
         path = self.root / self.index_file
         records = []

@@ -5,11 +5,13 @@ the one line that tells a user how to get the data when it is missing."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from dmlbench.data.fetch import Source, download, safe_extract
 from dmlbench.data.image_list import ImageRecord
 from dmlbench.data.spec import DatasetSpec
 from dmlbench.errors import UserError
@@ -31,6 +33,12 @@ class PublicDataset(DatasetSpec):
     index_file: ClassVar[str] = ""  # relative to the root; present ⇔ the data is there
     counts: ClassVar[SplitCounts]
     train_classes: ClassVar[int] = 0
+    # Files that `data download` fetches; empty where no stable source exists,
+    # and then ``manual`` says what to fetch by hand for `data prepare`.
+    sources: ClassVar[tuple[Source, ...]] = ()
+    manual: ClassVar[str] = ""
+    # Where archives unpack: "parent" when they hold the top folder themselves.
+    archives_unpack_into: ClassVar[str] = "parent"
 
     def __init__(self, root: Path | None = None):
         self.root = Path(root) if root is not None else data_root() / self.folder
@@ -47,12 +55,49 @@ class PublicDataset(DatasetSpec):
     def is_present(self) -> bool:
         return (self.root / self.index_file).is_file()
 
+    def scan_key(self) -> Path:
+        return self.root / self.index_file
+
     def missing_message(self) -> str:
         return (
             f"dataset {self.name}: {self.root / self.index_file} not found; "
             f"get the data with `dmlbench data download {self.name}` "
             f"(or set $DMLBENCH_DATA to the folder that holds {self.folder}/)"
         )
+
+    # -- getting the data ------------------------------------------------------
+    def download(self, progress: bool = True) -> list[Path]:
+        if not self.sources:
+            raise UserError(
+                f"dataset {self.name} has no stable download source; " + self.manual_text()
+            )
+        downloads = self.root.parent / ".downloads"
+        files = [download(source, downloads, progress) for source in self.sources]
+        self.prepare(files)
+        return files
+
+    def manual_text(self) -> str:
+        return (
+            f"{self.manual} Then run `dmlbench data prepare {self.name} --from FILE` "
+            f"for each file; the data ends up in {self.root}."
+        )
+
+    def prepare(self, files: list[Path]) -> None:
+        """Unpack archives and copy plain files into place, then check the layout."""
+        unpack_into = self.root.parent if self.archives_unpack_into == "parent" else self.root
+        for file in files:
+            if not file.exists():
+                raise UserError(f"--from {file}: no such file")
+            if file.suffix in (".zip", ".tgz", ".gz", ".tar"):
+                safe_extract(file, unpack_into)
+            else:
+                self.root.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(file, self.root / file.name)
+        if not self.is_present():
+            raise UserError(
+                f"dataset {self.name}: after preparing, {self.root / self.index_file} is still "
+                f"missing; {self.manual_text() if self.manual else 'check the archive'}"
+            )
 
     def split_sizes(self) -> dict[str, tuple[int, int]]:
         return self.counts.splits

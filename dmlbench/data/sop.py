@@ -5,6 +5,7 @@ Each index line: ``image_id class_id super_class_id path``, after a header.
 
 from __future__ import annotations
 
+from dmlbench.data.fetch import Source
 from dmlbench.data.image_list import ImageRecord
 from dmlbench.data.public import PublicDataset, SplitCounts, read_lines
 from dmlbench.data.spec import Recipe, register_dataset
@@ -23,6 +24,19 @@ class StanfordOnlineProducts(PublicDataset):
         optimizer="adamw", lr=1e-4, proxy_lr=5e-2, epochs=120, batch_size=32,
         images_per_class=1, weight_decay=1e-4,
     )  # fmt: skip
+
+    # The authors' link (from their README); no checksum is published.
+    sources = (
+        Source(
+            "https://drive.usercontent.google.com/download?id=1TclrpQOF_ullUP99wk_gjGN8pKvtErG8"
+            "&export=download&confirm=t",
+            "Stanford_Online_Products.zip",
+        ),
+    )
+    manual = (
+        "Fetch Stanford_Online_Products.zip (link in github.com/rksltnl/"
+        "Deep-Metric-Learning-CVPR16)."
+    )
 
     def read_index(self) -> list[ImageRecord]:
         records = []

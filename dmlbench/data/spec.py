@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 from dmlbench.data.image_list import ImageRecord
@@ -56,6 +57,11 @@ class DatasetSpec:
 
     def is_present(self) -> bool:
         return True
+
+    def scan_key(self) -> Path | None:
+        """The file whose change means the images must be checked again (None: never check,
+        e.g. generated data)."""
+        return None
 
     def missing_message(self) -> str:
         return f"dataset {self.name}: data not found at {self.location()}"
@@ -105,11 +111,16 @@ def dataset_names() -> list[str]:
     return sorted(CATALOG.factories) + [f"{p}:PATH" for p in sorted(CATALOG.prefixed)]
 
 
-def get_dataset(name: str) -> DatasetSpec:
+def get_dataset(name: str, data_root: str | Path | None = None) -> DatasetSpec:
+    """The spec for ``name``; ``data_root`` overrides where the public benchmarks live."""
     _discover()
     prefix, sep, arg = name.partition(":")
     if sep and prefix in CATALOG.prefixed:
         return CATALOG.prefixed[prefix](arg)
     if name in CATALOG.factories:
-        return CATALOG.factories[name]()
+        factory = CATALOG.factories[name]
+        folder = getattr(factory, "folder", None)
+        if data_root is not None and folder:
+            return factory(Path(data_root) / folder)
+        return factory()
     raise UserError(f"unknown dataset {name!r}; valid datasets: {', '.join(dataset_names())}")

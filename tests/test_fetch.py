@@ -1,0 +1,200 @@
+"""Download, resume, checksum, safe extraction, prepare and verify, against a loopback server."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dmlbench.cli import main
+from dmlbench.data.cub import CUB
+from dmlbench.data.fetch import Source, download, safe_extract
+from dmlbench.data.public import UNCHECKED_COUNTS_ENV
+from dmlbench.errors import UserError
+
+from .fake_datasets import fake_cub, fake_inshop
+
+
+class Server:
+    """Serves files from a dict, honouring Range; records the Range headers it saw."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.ranges: list[str | None] = []
+        files, ranges = self.files, self.ranges
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = files.get(self.path.lstrip("/"))
+                if body is None:
+                    self.send_error(404)
+                    return
+                wanted = self.headers.get("Range")
+                ranges.append(wanted)
+                start = int(wanted.split("=")[1].rstrip("-")) if wanted else 0
+                self.send_response(206 if wanted else 200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                self.wfile.write(body[start:])
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_port}/{name}"
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = Server()
+    yield s
+    s.httpd.shutdown()
+
+
+def tgz_of(folder: Path, arcname: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tf:
+        tf.add(folder, arcname=arcname)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def cub_archive(tmp_path_factory) -> bytes:
+    return tgz_of(fake_cub(tmp_path_factory.mktemp("src")), "CUB_200_2011")
+
+
+def test_download_command_fetches_verifies_and_unpacks(server, cub_archive, tmp_path, monkeypatch):
+    server.files["CUB_200_2011.tgz"] = cub_archive
+    md5 = hashlib.md5(cub_archive).hexdigest()
+    monkeypatch.setattr(
+        CUB, "sources", (Source(server.url("CUB_200_2011.tgz"), "CUB_200_2011.tgz", md5),)
+    )
+    monkeypatch.setenv(UNCHECKED_COUNTS_ENV, "1")
+    result = CliRunner().invoke(main, ["data", "download", "cub", "--data-root", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    spec = CUB(tmp_path / "CUB_200_2011")
+    assert spec.is_present() and len(spec.records()) == 24
+    assert (tmp_path / ".downloads" / "CUB_200_2011.tgz").read_bytes() == cub_archive
+
+
+def test_truncated_download_is_resumed(server, cub_archive, tmp_path):
+    server.files["resume.tgz"] = cub_archive
+    half = len(cub_archive) // 2
+    (tmp_path / "resume.tgz.part").write_bytes(cub_archive[:half])
+    server.ranges.clear()
+    source = Source(server.url("resume.tgz"), "resume.tgz", hashlib.md5(cub_archive).hexdigest())
+    path = download(source, tmp_path, progress=False)
+    assert server.ranges == [f"bytes={half}-"]
+    assert path.read_bytes() == cub_archive and not (tmp_path / "resume.tgz.part").exists()
+
+
+def test_wrong_checksum_is_rejected(server, tmp_path):
+    server.files["bad.tgz"] = b"not what was published"
+    source = Source(server.url("bad.tgz"), "bad.tgz", md5="0" * 32)
+    with pytest.raises(UserError, match=r"bad.tgz: md5 \w+ does not match the published 0{32}"):
+        download(source, tmp_path, progress=False)
+    assert not (tmp_path / "bad.tgz").exists() and (tmp_path / "bad.tgz.bad").exists()
+
+
+def test_unreachable_source_is_one_line(tmp_path):
+    source = Source("http://127.0.0.1:9/none.tgz", "none.tgz")
+    with pytest.raises(UserError, match="cannot connect"):
+        download(source, tmp_path, progress=False)
+
+
+def hostile_tar(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / f"{kind}.tgz"
+    with tarfile.open(path, "w:gz") as tf:
+        info = tarfile.TarInfo("ok/file.txt")
+        info.size = 2
+        tf.addfile(info, io.BytesIO(b"ok"))
+        if kind == "traversal":
+            evil = tarfile.TarInfo("../evil.txt")
+            evil.size = 4
+            tf.addfile(evil, io.BytesIO(b"evil"))
+        else:
+            link = tarfile.TarInfo("ok/link")
+            link.type = tarfile.SYMTYPE
+            link.linkname = "/etc/passwd"
+            tf.addfile(link)
+    return path
+
+
+@pytest.mark.parametrize("kind,message", [("traversal", "outside the target"), ("link", "link")])
+def test_hostile_tar_is_refused_and_nothing_is_written(tmp_path, kind, message):
+    archive = hostile_tar(tmp_path, kind)
+    target = tmp_path / "target"
+    with pytest.raises(UserError, match=message):
+        safe_extract(archive, target)
+    assert not (tmp_path / "evil.txt").exists()
+    assert list(target.iterdir()) == []
+
+
+def test_hostile_zip_is_refused(tmp_path):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../../evil.txt", "evil")
+    with pytest.raises(UserError, match="outside the target"):
+        safe_extract(archive, tmp_path / "target")
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_prepare_inshop_from_hand_fetched_files(tmp_path, monkeypatch):
+    source = fake_inshop(tmp_path / "src")
+    archive = tmp_path / "img.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for file in (source / "img").rglob("*.jpg"):
+            zf.write(file, file.relative_to(source).as_posix())
+    partition = source / "list_eval_partition.txt"
+    args = ["data", "prepare", "inshop", "--from", str(archive), "--from", str(partition),
+            "--data-root", str(tmp_path / "data")]  # fmt: skip
+    monkeypatch.setenv(UNCHECKED_COUNTS_ENV, "1")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "InShop" / "img" / "WOMEN").is_dir()
+
+
+def test_manual_dataset_says_what_to_fetch(tmp_path):
+    result = CliRunner().invoke(main, ["data", "download", "inshop", "--data-root", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "img.zip" in result.output and "dmlbench data prepare inshop --from" in result.output
+
+
+def test_verify_lists_every_bad_file_and_runs_fail_or_skip(tmp_path, monkeypatch):
+    root = fake_cub(tmp_path / "data")
+    monkeypatch.setenv(UNCHECKED_COUNTS_ENV, "1")
+    broken = sorted((root / "images").rglob("*.jpg"))[:2]
+    for path in broken:
+        path.write_bytes(path.read_bytes()[:200])  # truncated JPEGs
+    runner = CliRunner()
+    result = runner.invoke(main, ["data", "verify", "cub", "--data-root", str(tmp_path / "data")])
+    assert result.exit_code == 2
+    for path in broken:
+        assert str(path) in result.output
+    assert (
+        result.output.strip().splitlines()[-1] == "error: dataset cub: 2 of 24 images do not decode"
+    )
+
+    args = ["run", "--dataset", "cub", "--data-root", str(tmp_path / "data"),
+            "--backbone", "vit_glyph_patch8_48", "--weights", "none", "--epochs", "1",
+            "--batch-size", "4", "--images-per-class", "2",
+            "--output", str(tmp_path / "runs")]  # fmt: skip
+    failed = runner.invoke(main, args)
+    assert failed.exit_code == 2 and "2 unreadable image(s)" in failed.output
+    errors = [line for line in failed.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].endswith("or pass --skip-bad-images")
+    done = runner.invoke(main, [*args, "--skip-bad-images"])
+    assert done.exit_code == 0, done.output
+    from dmlbench.results import load
+
+    assert load(tmp_path / "runs").iloc[0]["skipped_bad_images"] == 2
