@@ -102,6 +102,13 @@ def pretrain(epochs, batch_size, classes, lr, images_per_class, seed, output) ->
     default=None,
     help="Leave out unreadable images (counted in the summary) instead of stopping.",
 )
+@click.option(
+    "--image-cache",
+    type=click.IntRange(min=32),
+    default=None,
+    metavar="SIDE",
+    help="Read downsized copies (shorter side SIDE, e.g. 256), made once in the cache.",
+)
 @click.option("--backbone", default=None, help="timm model name. [default: the dataset's]")
 @click.option(
     "--weights",

@@ -26,6 +26,7 @@ class RunConfig:
     dataset: str = "glyphs"
     data_root: str | None = None  # where the public benchmarks live (else $DMLBENCH_DATA)
     skip_bad_images: bool = False  # else unreadable images stop the run before training
+    image_cache: int | None = None  # shorter side of cached downsized copies (None: off)
     backbone: str | None = None
     weights: str | None = None  # a file, "pretrained", or "none" (random init)
     embedding_dim: int | None = None

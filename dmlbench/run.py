@@ -19,6 +19,7 @@ from pytorch_metric_learning.samplers import MPerClassSampler
 
 from dmlbench.backbone import backbone_data_config, build_model
 from dmlbench.config import RunConfig, resolve, to_yaml
+from dmlbench.data.image_cache import cached_records
 from dmlbench.data.image_list import ImageListDataset
 from dmlbench.data.spec import DatasetSpec, get_dataset
 from dmlbench.data.transforms import test_transform, train_transform
@@ -179,6 +180,8 @@ def execute(config: RunConfig, echo=print) -> RunResult:
         raise UserError(f"method {config.method}: {e}") from None
 
     records, skipped = usable_records(spec, config)
+    if config.image_cache and spec.scan_key() is not None:  # not for generated data
+        records = cached_records(records, config.image_cache)
     train_loader, eval_sets, steps_per_epoch = build_loaders(
         spec, config, model, device, generator, records
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -88,3 +89,35 @@ def test_run_end_to_end_on_each_fake(name, data_root, tmp_path, monkeypatch):
     assert row["dataset"] == name and row["status"] == "finished"
     expected_queries = {"cub": 12, "cars": 12, "sop": 9, "inshop": 6}[name]
     assert row["metrics.queries"] == expected_queries
+
+
+def test_image_cache_downsizes_once_and_never_upscales(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from dmlbench.data.image_cache import cached_records
+
+    FAKES["cub"](tmp_path / "data")
+    monkeypatch.setenv(UNCHECKED_COUNTS_ENV, "1")
+    records = get_dataset("cub", tmp_path / "data").records()
+    cached = cached_records(records, side=16, progress=False)
+    assert [r.label for r in cached] == [r.label for r in records]
+    sizes = {Image.open(r.path).size for r in cached}
+    assert sizes == {(20, 16)}  # 40×32 originals, shorter side 16
+    stamp = cached[0].path.stat().st_mtime_ns
+    assert cached_records(records, side=16, progress=False) == cached
+    assert cached[0].path.stat().st_mtime_ns == stamp  # made once
+    bigger = cached_records(records, side=64, progress=False)
+    assert Image.open(bigger[0].path).size == (40, 32)  # never upscaled
+
+
+def test_run_reads_the_image_cache(data_root, tmp_path, monkeypatch):
+    FAKES["sop"](data_root)
+    monkeypatch.setenv(UNCHECKED_COUNTS_ENV, "1")
+    args = ["run", "--dataset", "sop", "--backbone", "vit_glyph_patch8_48", "--weights", "none",
+            "--epochs", "1", "--batch-size", "4", "--images-per-class", "2",
+            "--image-cache", "32", "--output", str(tmp_path / "runs")]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    import os
+
+    assert len(list((Path(os.environ["DMLBENCH_CACHE"]) / "images").rglob("*.jpg"))) >= 18
