@@ -97,6 +97,8 @@ def download(source: Source, folder: Path, progress: bool = True) -> Path:
             f"{source.filename}: md5 {found} does not match the published {source.md5}; "
             f"kept as {bad} (delete it and download again)"
         )
+    if source.md5 is None:
+        tqdm.write(f"{source.filename}: md5 {found} (no published checksum to compare with)")
     partial.replace(target)
     return target
 
