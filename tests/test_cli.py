@@ -24,7 +24,8 @@ def test_methods_lists_names_with_descriptions():
 
 def test_datasets_lists_glyphs_and_folder():
     out = invoke(["datasets"]).output
-    assert "glyphs" in out and "train classes 100" in out and "folder:PATH" in out
+    assert "glyphs" in out and "train 100 classes / 4,000 images" in out and "folder:PATH" in out
+    assert "cub" in out and "test 100 classes / 5,924 images" in out
 
 
 def test_tiny_run_end_to_end(tiny_run_args, tmp_path):

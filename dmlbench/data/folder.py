@@ -51,6 +51,9 @@ class FolderDataset(DatasetSpec):
     def num_train_classes(self) -> int:
         return len({r.label for r in self._records if r.split == self.train_split})
 
+    def missing_message(self) -> str:
+        return f"dataset folder:{self.path}: no such file or directory"
+
     def scan_key(self) -> Path:
         return self.path
 
