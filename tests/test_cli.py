@@ -71,7 +71,10 @@ def earlier_run(glyph_folder, tmp_path_factory):
     "extra, message",
     [
         (["--method", "nope"], "unknown method 'nope'; valid methods:"),
-        (["--dataset", "nope"], "unknown dataset 'nope'; valid datasets: cub, glyphs"),
+        (
+            ["--dataset", "nope"],
+            "unknown dataset 'nope'; valid datasets: cars, cub, glyphs, inshop, sop",
+        ),
         (["--backbone", "not_a_vit"], "unknown backbone 'not_a_vit'"),
         (["--weights", "missing.safetensors"], "--weights missing.safetensors: no such file"),
         (["--batch-size", "9"], "batch_size 9 is not divisible by images_per_class 2"),
