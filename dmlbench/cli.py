@@ -149,10 +149,15 @@ def run(config_file, opts, **flags) -> None:
     from dmlbench.config import make_config
     from dmlbench.options import parse_key_values
     from dmlbench.run import execute
+    from dmlbench.trainer import NonFiniteLoss
 
     flags["method_options"] = parse_key_values(opts)
     config = make_config(config_file, flags)
-    result = execute(config, echo=click.echo)
+    try:
+        result = execute(config, echo=click.echo)
+    except NonFiniteLoss as e:  # a training failure, not bad input: exit 1, one line
+        where = getattr(e, "run_dir", "the run directory")
+        raise click.ClickException(f"run stopped: {e}; {where} is marked failed") from None
     click.echo(format_summary(result.summary, result.run_dir))
 
 

@@ -239,6 +239,7 @@ def execute(config: RunConfig, echo=print) -> RunResult:
                 writer.append_epoch(record)
                 echo(_epoch_line(record, spec.recall_ks))
     except BaseException as e:
+        e.run_dir = writer.run_dir  # for the one-line message of the CLI
         summary.update(
             status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()
         )

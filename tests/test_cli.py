@@ -127,3 +127,26 @@ def test_same_seed_same_result(tiny_run_args, tmp_path):
     invoke(tiny_run_args)
     df = load(tmp_path / "runs")
     assert df["metrics.map@r"].iloc[0] == df["metrics.map@r"].iloc[1]
+
+
+def test_non_finite_loss_is_one_line_and_marks_the_run_failed(tiny_run_args, monkeypatch, tmp_path):
+    import torch
+
+    import dmlbench.run
+
+    class NanLoss(torch.nn.Module):
+        def __init__(self, *args):
+            super().__init__()
+
+        def forward(self, embeddings, labels, proxies):
+            return (embeddings.sum() + proxies.sum()) * float("nan")
+
+    monkeypatch.setattr(dmlbench.run, "ProxyAnchorLoss", NanLoss)
+    result = invoke(tiny_run_args)
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and "loss is nan at step 0 (epoch 1)" in lines[0]
+    from dmlbench.results import load
+
+    row = load(tmp_path / "runs").iloc[0]
+    assert row["status"] == "failed" and "NonFiniteLoss" in row["error"]
