@@ -259,6 +259,31 @@ def datasets() -> None:
         )
 
 
+@main.command()
+@click.argument("grid_file", type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="List the grid and what is finished; run nothing.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--output", default=None, help="Override the file's output folder.")
+def sweep(grid_file: Path, dry_run: bool, jobs: int, output: str | None) -> None:
+    """Run a grid of methods × datasets × backbones × seeds; finished runs are skipped."""
+    from dmlbench.sweep import describe, read_sweep, run_sweep, with_output
+
+    planned = read_sweep(grid_file)
+    if output:
+        planned = with_output(planned, output)
+    if dry_run:
+        for line in describe(planned):
+            click.echo(line)
+        return
+    counts = run_sweep(planned, jobs=jobs, echo=click.echo)
+    click.echo(
+        f"sweep {grid_file}: {counts['finished']} finished now, {counts['skipped']} already, "
+        f"{counts['failed']} failed"
+    )
+    if counts["failed"]:
+        sys.exit(1)
+
+
 @main.group()
 def data() -> None:
     """Get, prepare and check the public benchmarks (cub, cars, sop, inshop)."""

@@ -23,6 +23,7 @@ from dmlbench.options import build_options
 class RunConfig:
     method: str = "linear-probe"
     method_options: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None  # the row name in reports, e.g. "VPT (L12, N10)"
     dataset: str = "glyphs"
     data_root: str | None = None  # where the public benchmarks live (else $DMLBENCH_DATA)
     skip_bad_images: bool = False  # else unreadable images stop the run before training
@@ -107,8 +108,6 @@ def resolve(config: RunConfig, dataset: DatasetSpec) -> RunConfig:
     recipe = dataclasses.asdict(dataset.recipe)
     filled = {k: v for k, v in recipe.items() if getattr(config, k) is None}
     resolved = dataclasses.replace(config, **filled)
-    if resolved.weights == "none":
-        resolved = dataclasses.replace(resolved, weights=None)
     if resolved.batch_size % resolved.images_per_class:
         raise UserError(
             f"batch_size {resolved.batch_size} is not divisible by images_per_class "
@@ -120,3 +119,14 @@ def resolve(config: RunConfig, dataset: DatasetSpec) -> RunConfig:
 
 def to_yaml(config: RunConfig) -> str:
     return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
+
+
+def config_key(config: RunConfig) -> str:
+    """What makes two runs the same experiment: every resolved key but where it is stored."""
+    import hashlib
+    import json
+
+    values = dataclasses.asdict(config)
+    values.pop("output")
+    text = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]

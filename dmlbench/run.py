@@ -171,9 +171,8 @@ def execute(config: RunConfig, echo=print) -> RunResult:
     config, spec, method = prepare(config)
     device = pick_device(config.device)
     generator = seed_everything(config.seed)
-    model = build_model(
-        config.backbone, config.weights, config.embedding_dim, spec.num_train_classes
-    )
+    weights = None if config.weights == "none" else config.weights  # "none": random init
+    model = build_model(config.backbone, weights, config.embedding_dim, spec.num_train_classes)
     try:
         method.setup(model)
     except ValueError as e:

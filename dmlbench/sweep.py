@@ -1,0 +1,167 @@
+"""``dmlbench sweep FILE.yaml``: a grid of runs, resumable, N at a time.
+
+The file::
+
+    output: results/runs/table1-glyphs    # where the runs go
+    base: {epochs: 8}                     # run-config keys shared by every run
+    methods:                              # one entry per table row
+      - {label: "Linear probe", method: linear-probe}
+      - {label: "VPT (B)", method: vpt, method_options: {bias: true}}
+    datasets: [glyphs]
+    backbones: [null]                     # null: the dataset's recipe
+    seeds: [0, 1, 2]
+
+A combination counts as done when a finished run with the same resolved
+config (``config_key``) is in the output folder, so a sweep stopped at any
+moment continues where it was. Each run is a separate ``dmlbench run``
+process: one failing (or killed) run never takes the sweep down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from dmlbench.config import RunConfig, config_key, make_config, read_yaml, to_yaml
+from dmlbench.errors import UserError
+
+GRID_KEYS = {"output", "base", "methods", "datasets", "backbones", "seeds"}
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    config: RunConfig  # resolved: recipe defaults filled in
+    key: str
+
+    @property
+    def title(self) -> str:
+        c = self.config
+        return f"{c.label or c.method} seed {c.seed} on {c.dataset} ({c.backbone})"
+
+
+def read_sweep(path: Path) -> list[PlannedRun]:
+    from dmlbench.run import prepare
+
+    spec = read_yaml(path)
+    unknown = sorted(set(spec) - GRID_KEYS)
+    if unknown:
+        raise UserError(
+            f"{path}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(GRID_KEYS))}"
+        )
+    methods = spec.get("methods") or [{"method": "linear-probe"}]
+    if not isinstance(methods, list) or not all(isinstance(m, dict) for m in methods):
+        raise UserError(f"{path}: methods must be a list of mappings (method, method_options …)")
+    planned = []
+    base = {**(spec.get("base") or {}), "output": spec.get("output", "results/runs")}
+    for method in methods:
+        for dataset in spec.get("datasets") or ["glyphs"]:
+            for backbone in spec.get("backbones") or [None]:
+                for seed in spec.get("seeds") or [0]:
+                    values = {**base, **method, "dataset": dataset, "seed": seed}
+                    if backbone is not None:
+                        values["backbone"] = backbone
+                    config = make_config(None, values)
+                    resolved = prepare(config)[0]
+                    planned.append(PlannedRun(resolved, config_key(resolved)))
+    return planned
+
+
+def finished_keys(output: Path) -> dict[str, Path]:
+    """config_key → run dir of every finished run under ``output`` (unreadable ones skipped)."""
+    done = {}
+    for summary_path in sorted(Path(output).glob("*/summary.json")):
+        try:
+            summary = json.loads(summary_path.read_text())
+            values = yaml.safe_load((summary_path.parent / "config.yaml").read_text())
+            config = RunConfig(**values)
+        except (OSError, ValueError, TypeError, yaml.YAMLError):
+            continue
+        if summary.get("status") == "finished":
+            done[config_key(config)] = summary_path.parent
+    return done
+
+
+def _result_line(run_dir: Path | None) -> str:
+    if run_dir is None:
+        return ""
+    try:
+        metrics = json.loads((run_dir / "summary.json").read_text())["metrics"]
+        return f" R@1 {metrics['recall@1']:.4f} MAP@R {metrics['map@r']:.4f}"
+    except (OSError, ValueError, KeyError):
+        return ""
+
+
+def run_sweep(
+    planned: list[PlannedRun], jobs: int = 1, echo: Callable[[str], None] = print
+) -> dict[str, int]:
+    """Run what is not finished yet, ``jobs`` processes at a time; counts by outcome."""
+    outcome = {"skipped": 0, "finished": 0, "failed": 0}
+    total = len(planned)
+    todo: list[tuple[int, PlannedRun]] = []
+    for index, run in enumerate(planned, 1):
+        done = finished_keys(Path(run.config.output)).get(run.key)
+        if done is not None:
+            outcome["skipped"] += 1
+            echo(f"[{index}/{total}] {run.title}: already finished ({done.name})")
+        else:
+            todo.append((index, run))
+    with tempfile.TemporaryDirectory(prefix="dmlbench-sweep-") as tmp:
+        running: list[tuple[int, PlannedRun, subprocess.Popen, float]] = []
+        queue: Iterator = iter(todo)
+        while True:
+            while len(running) < jobs and (item := next(queue, None)) is not None:
+                index, run = item
+                config_file = Path(tmp) / f"{index}.yaml"
+                config_file.write_text(to_yaml(run.config))
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "dmlbench", "run", "--config", str(config_file)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                running.append((index, run, process, time.time()))
+            if not running:
+                break
+            time.sleep(0.2)
+            for entry in list(running):
+                index, run, process, start = entry
+                if process.poll() is None:
+                    continue
+                running.remove(entry)
+                seconds = time.time() - start
+                stderr = process.stderr.read() if process.stderr else ""
+                run_dir = finished_keys(Path(run.config.output)).get(run.key)
+                if process.returncode == 0 and run_dir is not None:
+                    outcome["finished"] += 1
+                    echo(f"[{index}/{total}] {run.title}: finished in {seconds:.0f} s"
+                         f"{_result_line(run_dir)}")  # fmt: skip
+                else:
+                    outcome["failed"] += 1
+                    last = (stderr.strip().splitlines() or ["(no message)"])[-1]
+                    echo(f"[{index}/{total}] {run.title}: FAILED ({last})")
+    return outcome
+
+
+def describe(planned: list[PlannedRun]) -> list[str]:
+    done_by_output: dict[str, dict[str, Path]] = {}
+    lines = []
+    for index, run in enumerate(planned, 1):
+        output = run.config.output
+        if output not in done_by_output:
+            done_by_output[output] = finished_keys(Path(output))
+        state = "finished" if run.key in done_by_output[output] else "to run"
+        lines.append(f"[{index}/{len(planned)}] {run.title} [{run.key}]: {state}")
+    return lines
+
+
+def with_output(planned: list[PlannedRun], output: str) -> list[PlannedRun]:
+    return [PlannedRun(dataclasses.replace(r.config, output=output), r.key) for r in planned]

@@ -1,0 +1,69 @@
+"""dmlbench sweep: the grid, resuming, N at a time, failures that do not stop the rest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from dmlbench.cli import main
+from dmlbench.errors import UserError
+from dmlbench.sweep import read_sweep
+
+
+def grid_file(tmp_path, folder, methods: str) -> str:
+    path = tmp_path / "grid.yaml"
+    path.write_text(
+        f"output: {tmp_path / 'runs'}\n"
+        "base: {backbone: vit_glyph_patch8_48, weights: none, epochs: 1, batch_size: 8,"
+        " images_per_class: 2}\n"
+        f"methods:\n{methods}"
+        f"datasets: ['folder:{folder}']\n"
+        "seeds: [0, 1]\n"
+    )
+    return str(path)
+
+
+METHODS = "  - {label: Linear probe, method: linear-probe}\n  - {label: 'VPT (L1, N2)', method: vpt, method_options: {layers: 1, prompts: 2}}\n"  # noqa: E501
+
+
+def test_grid_is_the_product_and_keys_are_stable(glyph_folder, tmp_path):
+    planned = read_sweep(tmp_path.joinpath(grid_file(tmp_path, glyph_folder, METHODS)))
+    assert [(r.config.label, r.config.seed) for r in planned] == [
+        ("Linear probe", 0), ("Linear probe", 1), ("VPT (L1, N2)", 0), ("VPT (L1, N2)", 1)
+    ]  # fmt: skip
+    assert planned[2].config.method_options == {"layers": 1, "prompts": 2}
+    assert len({r.key for r in planned}) == 4
+    again = read_sweep(tmp_path.joinpath(grid_file(tmp_path, glyph_folder, METHODS)))
+    assert [r.key for r in again] == [r.key for r in planned]
+
+
+def test_sweep_runs_resumes_and_survives_a_failure(glyph_folder, tmp_path):
+    bad = "  - {label: Broken, method: vpt, method_options: {layers: 99}}\n"
+    grid = grid_file(tmp_path, glyph_folder, METHODS + bad)
+    runner = CliRunner()
+    first = runner.invoke(main, ["sweep", grid, "--jobs", "2"])
+    assert first.exit_code == 1, first.output
+    lines = first.output.strip().splitlines()
+    assert sum("finished in" in line for line in lines) == 4
+    failed = [line for line in lines if "FAILED" in line]
+    assert len(failed) == 2 and "layers=99 exceeds the backbone depth 6" in failed[0]
+    assert lines[-1].endswith("4 finished now, 0 already, 2 failed")
+    # A run that died half-way: its summary says so; the sweep runs it again.
+    runs = sorted((tmp_path / "runs").glob("*/summary.json"))
+    assert len(runs) == 4
+    summary = json.loads(runs[0].read_text())
+    runs[0].write_text(json.dumps({**summary, "status": "running"}))
+    dry = runner.invoke(main, ["sweep", grid, "--dry-run"])
+    assert sum(line.endswith(": to run") for line in dry.output.splitlines()) == 3
+    second = runner.invoke(main, ["sweep", grid])
+    assert "1 finished now, 3 already, 2 failed" in second.output
+    assert len(list((tmp_path / "runs").glob("*/summary.json"))) == 5  # nothing overwritten
+
+
+def test_unknown_grid_key_is_one_line(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text("method: [vpt]\n")
+    with pytest.raises(UserError, match="unknown key 'method'; valid keys: backbones, base"):
+        read_sweep(path)
