@@ -284,6 +284,31 @@ def sweep(grid_file: Path, dry_run: bool, jobs: int, output: str | None) -> None
         sys.exit(1)
 
 
+@main.command()
+@click.argument("runs", default="results/runs", type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["markdown", "latex", "csv"]),
+    default="markdown",
+    show_default=True,
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write report.<ext>, report.csv and plots/ here.",
+)
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE", help="e.g. dataset=cub")
+@click.option("--with-paper", is_flag=True, help="Put the paper's published numbers beside ours.")
+def report(runs: Path, fmt: str, output: Path | None, filters, with_paper: bool) -> None:
+    """Tables (Table-1 and Table-2 layouts) and plots from the runs under RUNS."""
+    from dmlbench.options import parse_key_values
+    from dmlbench.report import render
+
+    click.echo(render(runs, fmt, output, parse_key_values(filters), with_paper))
+
+
 @main.group()
 def data() -> None:
     """Get, prepare and check the public benchmarks (cub, cars, sop, inshop)."""

@@ -1,0 +1,104 @@
+"""dmlbench report against hand-made run directories with known numbers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from dmlbench.cli import main
+from dmlbench.errors import UserError
+from dmlbench.report import aggregate, collect, render, table1
+
+CUB, VITS = "cub", "vit_small_patch16_224.augreg_in21k"
+
+
+def make_run(root, name, method, label, seed, r1, map_r, tunable, memory, status="finished",
+             dataset=CUB, backbone=VITS):  # fmt: skip
+    run = root / name
+    run.mkdir(parents=True)
+    config = {"method": method, "label": label, "dataset": dataset, "backbone": backbone,
+              "seed": seed, "method_options": {}}  # fmt: skip
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    summary = {"status": status, "method": method, "method_label": method, "dataset": dataset,
+               "backbone": backbone, "seed": seed}  # fmt: skip
+    if status == "finished":
+        summary.update(
+            metrics={"recall@1": r1, "recall@2": r1 + 0.05, "map@r": map_r},
+            params={"tunable": tunable, "tunable_pct_of_backbone": 100 * tunable / 21_665_664},
+            memory={"peak_mb": memory},
+            time={"wall_seconds": 10.0},
+        )
+    else:
+        summary["error"] = "NonFiniteLoss: loss is nan at step 3 (epoch 1)"
+    (run / "summary.json").write_text(json.dumps(summary))
+    epochs = [{"epoch": e, "train_seconds": 5.0, "recall@1": r1 - 0.1 / e} for e in (1, 2)]
+    (run / "epochs.jsonl").write_text("\n".join(json.dumps(e) for e in epochs) + "\n")
+
+
+@pytest.fixture
+def runs(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "a", "full-ft", "Full fine-tuning", 0, 0.85, 0.50, 21_852_672, 6000)
+    make_run(root, "b", "full-ft", "Full fine-tuning", 1, 0.87, 0.52, 21_852_672, 6000)
+    make_run(root, "c", "vpt", "VPT (L12, N10)", 0, 0.84, 0.53, 233_088, 2000)
+    make_run(root, "d", "vpt", "VPT (L12, N10)", 1, 0.86, 0.55, 233_088, 2400)
+    make_run(root, "e", "vpt", "VPT (L12, N10)", 2, 0, 0, 0, 0, status="failed")
+    (root / "f").mkdir()
+    (root / "f" / "summary.json").write_text("{truncated")  # a corrupt run: skipped, kept
+    return root
+
+
+def test_table1_numbers_means_stds_and_deltas(runs):
+    collected = collect(runs)
+    assert len(collected.finished) == 4 and list(collected.failed["row"]) == ["VPT (L12, N10)"]
+    (table,) = table1(aggregate(collected.finished)).values()
+    full, vpt = table.iloc[0], table.iloc[1]
+    assert full["method"] == "Full fine-tuning" and full["R@1"] == "86.0 ± 1.4"
+    # VPT: mean 85.0, std 1.4, 1.0 below full FT; MAP@R 54.0 vs 51.0: +3.0
+    assert vpt["R@1"] == "85.0 ± 1.4 (-1.0)" and vpt["MAP@R"] == "54.0 ± 1.4 (+3.0)"
+    assert vpt["peak memory"] == "2200 MB (36.7%)" and vpt["n"] == 2
+    assert vpt["tunable params"] == "0.23M (1.08%)"
+    assert (runs / "f" / "summary.json").read_text() == "{truncated"
+
+
+def test_markdown_report_with_paper_plots_and_failures(runs, tmp_path):
+    out = tmp_path / "report"
+    text = render(runs, "markdown", out, with_paper=True)
+    assert "| VPT (L12, N10) | 0.23M (1.08%) | 2200 MB (36.7%) | 85.0 ± 1.4 (-1.0) |" in text
+    assert "| 0.23M | 2.2G (36.6%) | 85.1 | 51.2 |" in text  # the paper's VPT row, beside ours
+    assert "published numbers" in text
+    assert "NonFiniteLoss: loss is nan at step 3" in text
+    for kind in ("tradeoff", "memory", "convergence"):
+        assert (out / "plots" / f"cub-{VITS}-{kind}.png").stat().st_size > 1000
+        assert f"plots/cub-{VITS}-{kind}.png" in text
+    csv = (out / "report.csv").read_text().splitlines()
+    assert csv[0].startswith("dataset,backbone,row,") and len(csv) == 3
+
+
+def test_latex_is_a_standalone_booktabs_document_with_best_in_bold(runs):
+    text = render(runs, "latex")
+    assert text.startswith("\\documentclass{article}") and text.rstrip().endswith("\\end{document}")
+    assert text.count("\\begin{tabular}") == text.count("\\end{tabular}") == 2
+    assert "\\toprule" in text and "\\midrule" in text and "\\bottomrule" in text
+    assert "\\textbf{86.0 $\\pm$ 1.4}" in text  # best R@1
+    assert "\\textbf{54.0 $\\pm$ 1.4 (+3.0)}" in text  # best MAP@R
+
+
+def test_filter_and_empty_results_are_one_line(runs, tmp_path):
+    text = render(runs, "csv", filters={"method": "vpt"})
+    assert "Full fine-tuning" not in text and "VPT (L12, N10)" in text
+    with pytest.raises(UserError, match="no runs under"):
+        render(tmp_path / "nothing")
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "nothing")])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+
+
+def test_runs_with_different_metric_sets_show_dashes(runs):
+    make_run(runs, "g", "linear-probe", "Linear probe", 0, 0.8, 0.4, 187_008, 1000,
+             dataset="sop")  # fmt: skip
+    text = render(runs, "markdown")
+    assert "## sop, " in text and "| Linear probe |" in text
+    assert "—" in text.split("Table-2 layout")[1]  # cub columns empty for the sop row
