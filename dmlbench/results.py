@@ -111,7 +111,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 
 def load(path: str | Path = DEFAULT_ROOT) -> pd.DataFrame:
-    """All finished runs under ``path`` (or one run directory), one flat row per run.
+    """All runs under ``path``, at any depth (or one run directory), one flat row per run.
 
     Summary keys come first (``metrics.recall@1``, ``params.tunable`` …), then
     ``config.*`` keys; ``run_dir`` says where each row came from. Unreadable
@@ -123,7 +123,7 @@ def load(path: str | Path = DEFAULT_ROOT) -> pd.DataFrame:
     run_dirs = (
         [path]
         if (path / "summary.json").exists()
-        else sorted(p.parent for p in path.glob("*/summary.json"))
+        else sorted(p.parent for p in path.rglob("summary.json"))
     )
     rows = []
     for run_dir in run_dirs:

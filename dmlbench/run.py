@@ -53,11 +53,11 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def prepare(config: RunConfig) -> tuple[RunConfig, DatasetSpec, Method]:
+def prepare(config: RunConfig, require_data: bool = True) -> tuple[RunConfig, DatasetSpec, Method]:
     """Validate everything that can be validated before any heavy work."""
     dataset = get_dataset(config.dataset, config.data_root)
     method = get_method(config.method).from_values(config.method_options)
-    if not dataset.is_present():
+    if require_data and not dataset.is_present():
         raise UserError(dataset.missing_message())
     return resolve(config, dataset), dataset, method
 

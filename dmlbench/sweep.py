@@ -7,8 +7,11 @@ The file::
     methods:                              # one entry per table row
       - {label: "Linear probe", method: linear-probe}
       - {label: "VPT (B)", method: vpt, method_options: {bias: true}}
+      - {label: "VPTSP-G", method: vptsp-g, method_options: {alpha: 0.7},
+         only_datasets: [cars]}           # a row for some datasets only
     datasets: [glyphs]
-    backbones: [null]                     # null: the dataset's recipe
+    backbones: [null]                     # null: the dataset's recipe; or a mapping
+                                          # {backbone: …, embedding_dim: 512}
     seeds: [0, 1, 2]
 
 A combination counts as done when a finished run with the same resolved
@@ -62,15 +65,21 @@ def read_sweep(path: Path) -> list[PlannedRun]:
         raise UserError(f"{path}: methods must be a list of mappings (method, method_options …)")
     planned = []
     base = {**(spec.get("base") or {}), "output": spec.get("output", "results/runs")}
-    for method in methods:
+    for entry in methods:
+        method = dict(entry)
+        only = method.pop("only_datasets", None)
         for dataset in spec.get("datasets") or ["glyphs"]:
+            if only is not None and dataset not in only:
+                continue
             for backbone in spec.get("backbones") or [None]:
                 for seed in spec.get("seeds") or [0]:
                     values = {**base, **method, "dataset": dataset, "seed": seed}
-                    if backbone is not None:
+                    if isinstance(backbone, dict):  # e.g. {backbone: …, embedding_dim: 512}
+                        values.update(backbone)
+                    elif backbone is not None:
                         values["backbone"] = backbone
                     config = make_config(None, values)
-                    resolved = prepare(config)[0]
+                    resolved = prepare(config, require_data=False)[0]
                     planned.append(PlannedRun(resolved, config_key(resolved)))
     return planned
 

@@ -67,3 +67,29 @@ def test_unknown_grid_key_is_one_line(tmp_path):
     path.write_text("method: [vpt]\n")
     with pytest.raises(UserError, match="unknown key 'method'; valid keys: backbones, base"):
         read_sweep(path)
+
+
+@pytest.mark.parametrize("name,runs", [("table1-glyphs", 33), ("table1-cub", 33), ("table2", 24)])
+def test_every_shipped_sweep_builds(name, runs):
+    """Each planned run's method fits its backbone (built on the meta device, no weights)."""
+    from pathlib import Path
+
+    import torch
+
+    from dmlbench.backbone import build_model
+    from dmlbench.data.spec import get_dataset
+    from dmlbench.registry import get_method
+
+    path = Path(__file__).parents[1] / "benchmarks" / f"{name}.yaml"
+    planned = read_sweep(path)
+    assert len(planned) == runs
+    seen = set()
+    for run in planned:
+        c = run.config
+        if (c.method, str(c.method_options), c.backbone, c.dataset) in seen:
+            continue
+        seen.add((c.method, str(c.method_options), c.backbone, c.dataset))
+        classes = get_dataset(c.dataset).num_train_classes
+        with torch.device("meta"):
+            model = build_model(c.backbone, None, c.embedding_dim, classes)
+        get_method(c.method).from_values(c.method_options).setup(model)
