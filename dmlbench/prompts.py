@@ -51,8 +51,8 @@ class PromptInserter:
             raise ValueError(f"layers={layers} must be between 1 and the depth {len(blocks)}")
         self.layers = layers
         self.prefix = backbone.num_prefix_tokens
+        self.patches = backbone.patch_embed.num_patches
         self.source: PromptSource | None = None
-        self._inserted = 0
         self.handles = [blocks[i].register_forward_pre_hook(self._hook(i)) for i in range(layers)]
 
     @contextmanager
@@ -67,8 +67,6 @@ class PromptInserter:
     def _hook(self, layer: int):
         def insert(block: nn.Module, args: tuple) -> tuple:
             x, *rest = args
-            if layer == 0:
-                self._inserted = 0
             if self.source is None:
                 return None
             prompts = self.source(layer, x.shape[0])
@@ -76,9 +74,12 @@ class PromptInserter:
                 return None
             if prompts.dim() == 2:
                 prompts = prompts.unsqueeze(0).expand(x.shape[0], -1, -1)
-            after = self.prefix + self._inserted
+            # The prompts already in the sequence are read off its length, not
+            # kept as state: activation checkpointing re-runs a block's hook
+            # during backward, possibly after another pass with other prompts.
+            inserted = x.shape[1] - self.prefix - self.patches
+            after = self.prefix + inserted
             x = torch.cat([x[:, : self.prefix], prompts.to(x.dtype), x[:, after:]], dim=1)
-            self._inserted = prompts.shape[1]
             return (x, *rest)
 
         return insert
