@@ -13,7 +13,9 @@ The row update below is the same rule as the run's optimizer (SGD with
 momentum, or AdamW with bias correction), with each row counting its own
 steps, read with the scheduled learning rate of the run's "model" group.
 Rows of classes that are not in a batch stay untouched (no decay, no
-momentum drift): the lazy-update convention of sparse optimizers.
+momentum drift): the lazy-update convention of sparse optimizers. The
+run's gradient clipping does not cover the bank (its rows are not in the
+optimizer); a non-finite gradient skips the row update, as AMP skips a step.
 """
 
 from __future__ import annotations

@@ -94,7 +94,9 @@ class ProxyGRUCell(nn.Module):
 class SemanticProxies(nn.Module):
     """VPTSP's training-only parts, kept on the model beside the backbone."""
 
-    def __init__(self, spec: ModelSpec, class_layers: int, class_prompts: int, gru, patch: int):
+    def __init__(
+        self, spec: ModelSpec, class_layers: int, class_prompts: int, gru, patch: int, init: str
+    ):
         super().__init__()
         c, e = spec.num_classes, spec.embedding_dim
         self.bank = ClassPromptBank(c, class_layers, class_prompts, spec.feature_dim)
@@ -103,7 +105,7 @@ class SemanticProxies(nn.Module):
         memory = F.normalize(torch.randn(c, e) * 0.01, dim=-1)  # small random, unit norm
         self.register_buffer("memory", memory)  # P: not trained, detached between steps
         with torch.no_grad():
-            init_prompts(self.bank.weight, "xavier", patch)
+            init_prompts(self.bank.weight, init, patch)
 
 
 def _proxy_pass(backbone: nn.Module, images: torch.Tensor, per_image: torch.Tensor):
@@ -161,9 +163,8 @@ class VPTSP(Method):
         model.backbone.vpt_inserter = inserter
         if o.checkpointing:
             model.backbone.set_grad_checkpointing(True)
-        model.semantic = SemanticProxies(
-            spec, per_class, o.class_prompts, self._make_gru(spec), patch
-        )
+        gru = self._make_gru(spec)
+        model.semantic = SemanticProxies(spec, per_class, o.class_prompts, gru, patch, o.init)
         self.unfreeze(model.head)
         model.proxies.requires_grad_(True)  # O
 
