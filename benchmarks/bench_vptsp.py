@@ -151,7 +151,7 @@ def convergence(args) -> None:
     epochs = max(args.at)
     print(f"glyphs, {epochs} epochs (cosine over {epochs}), seeds {args.seeds}")
     with tempfile.TemporaryDirectory() as output:
-        for name in ("vpt", "vptsp-m", "vptsp-g"):
+        for name in args.methods:
             by_epoch: dict[int, list[float]] = {e: [] for e in args.at}
             for seed in args.seeds:
                 config = make_config(
@@ -183,6 +183,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--at", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--methods", nargs="+", default=["vpt", "vptsp-m", "vptsp-g"])
     args = parser.parse_args()
     if args.part == "scale-worker":
         print(json.dumps(scale_worker(args)))
