@@ -29,6 +29,9 @@ ROWS = [
     ("adapter (B)", "adapter", {"layers": 7, "bottleneck": 256, "bias": True}),
     ("vpt (L12, N10)", "vpt", {"layers": 12, "prompts": 10}),
     ("vpt (B)", "vpt", {"layers": 12, "prompts": 10, "bias": True}),
+    ("vptsp-m", "vptsp-m", {}),
+    ("vptsp-g", "vptsp-g", {}),
+    ("vptsp-g (B)", "vptsp-g", {"bias": True}),
 ]
 
 
@@ -78,6 +81,9 @@ def main() -> None:
     parser.add_argument("--embedding-dim", type=int, default=384)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
+    parser.add_argument(
+        "--rows", nargs="+", default=None, help="Only these rows (full-ft always runs)."
+    )
     parser.add_argument("--method", help=argparse.SUPPRESS)  # worker mode
     parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -88,8 +94,10 @@ def main() -> None:
     import pandas as pd
 
     rows = []
-    for label, method, options in ROWS:
-        cmd = [sys.executable, __file__, *sys.argv[1:], "--method", method]
+    chosen = [r for r in ROWS if args.rows is None or r[0] in {"full-ft", *args.rows}]
+    forwarded = [a for a in sys.argv[1:] if a not in (args.rows or []) and a != "--rows"]
+    for label, method, options in chosen:
+        cmd = [sys.executable, __file__, *forwarded, "--method", method]
         cmd += ["--options", json.dumps(options)]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
