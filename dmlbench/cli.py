@@ -144,7 +144,25 @@ def pretrain(epochs, batch_size, classes, lr, images_per_class, seed, output) ->
 @click.option(
     "--output", default=None, help="Root folder of run directories. [default: results/runs]"
 )
-def run(config_file, opts, **flags) -> None:
+@click.option(
+    "--checkpoint-every",
+    type=int,
+    default=None,
+    metavar="STEPS",
+    help="Also checkpoint every STEPS steps (0: at the end of each epoch only). [default: 0]",
+)
+@click.option(
+    "--keep-checkpoints", type=int, default=None, help="Keep the newest N checkpoints. [default: 2]"
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="RUN_DIR",
+    help="Continue a killed run from its newest checkpoint, with its stored config.",
+)
+def run(config_file, opts, resume_dir, **flags) -> None:
     """Train one method on one dataset and evaluate it on the unseen classes."""
     from dmlbench.config import make_config
     from dmlbench.options import parse_key_values
@@ -152,13 +170,42 @@ def run(config_file, opts, **flags) -> None:
     from dmlbench.trainer import NonFiniteLoss
 
     flags["method_options"] = parse_key_values(opts)
-    config = make_config(config_file, flags)
+    if resume_dir is not None:
+        config = _resume_config(resume_dir, config_file, flags)
+        if config is None:
+            return
+    else:
+        config = make_config(config_file, flags)
     try:
-        result = execute(config, echo=click.echo)
+        result = execute(config, echo=click.echo, resume=resume_dir)
     except NonFiniteLoss as e:  # a training failure, not bad input: exit 1, one line
         where = getattr(e, "run_dir", "the run directory")
         raise click.ClickException(f"run stopped: {e}; {where} is marked failed") from None
     click.echo(format_summary(result.summary, result.run_dir))
+
+
+def _resume_config(run_dir: Path, config_file, flags: dict):
+    """The stored config of ``run_dir``, or None if that run already finished."""
+    import json
+
+    from dmlbench.config import make_config
+
+    given = [k for k, v in flags.items() if v not in (None, {})]
+    if config_file is not None or given:
+        names = ", ".join(f"--{k.replace('_', '-')}" for k in given) or "--config"
+        raise UserError(
+            f"--resume continues {run_dir} exactly as its config.yaml says; drop {names}"
+        )
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"--resume {run_dir}: no config.yaml there; is it a run directory?")
+    try:
+        status = json.loads((run_dir / "summary.json").read_text()).get("status")
+    except (OSError, ValueError):
+        status = None  # killed before its first summary: start it again from its config
+    if status == "finished":
+        click.echo(f"{run_dir} has already finished; nothing to resume")
+        return None
+    return make_config(run_dir / "config.yaml", {})
 
 
 def format_summary(summary: dict, run_dir: Path) -> str:

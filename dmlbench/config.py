@@ -48,6 +48,8 @@ class RunConfig:
     device: str = "auto"
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     eval_every: int = 0
+    checkpoint_every: int = 0  # also checkpoint every N steps (0: at the end of each epoch only)
+    keep_checkpoints: int = 2
     eval_batch_size: int = 256
     num_workers: int | None = None
     output: str = "results/runs"
@@ -66,6 +68,12 @@ class RunConfig:
             value = getattr(self, key)
             if value is not None and value <= 0:
                 raise ValueError(f"{key} must be > 0, got {value}")
+        if self.checkpoint_every < 0:
+            raise ValueError(
+                f"checkpoint_every must be ≥ 0 (0 = at epoch ends), got {self.checkpoint_every}"
+            )
+        if self.keep_checkpoints < 1:
+            raise ValueError(f"keep_checkpoints must be ≥ 1, got {self.keep_checkpoints}")
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be ≥ 0 (0 = only at the end), got {self.eval_every}")
         if not isinstance(self.method_options, dict):
@@ -127,6 +135,7 @@ def config_key(config: RunConfig) -> str:
     import json
 
     values = dataclasses.asdict(config)
-    values.pop("output")
+    for where_and_how_often in ("output", "checkpoint_every", "keep_checkpoints"):
+        values.pop(where_and_how_often)  # they change no result
     text = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]

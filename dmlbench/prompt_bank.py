@@ -38,6 +38,15 @@ class ClassPromptBank(nn.Module):
         # model.to(device) / .half() leave the bank in fp32 host memory.
         return self
 
+    # The row counters and optimizer state live outside the parameter; as
+    # module "extra state" they travel in state_dict() into checkpoints.
+    def get_extra_state(self) -> dict:
+        return {"steps": self.steps.clone(), "optimizer": dict(self._state)}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.steps.copy_(state["steps"])
+        self._state = {k: v.clone() for k, v in state["optimizer"].items()}
+
     def gather(self, classes: torch.Tensor, device: torch.device) -> torch.Tensor:
         """The rows of ``classes`` on ``device``, as a leaf whose gradient feeds the update."""
         index = classes.detach().cpu()

@@ -51,6 +51,14 @@ class RunWriter:
     def write_config(self, config_yaml: str) -> None:
         write_text_atomic(self.run_dir / "config.yaml", config_yaml)
 
+    def restore_epochs(self, records: list[dict[str, Any]]) -> None:
+        """Start from the records a checkpoint holds (a resumed run drops the
+        records written after its checkpoint: they are trained again)."""
+        self._epochs = [json.dumps(r, sort_keys=True, default=float) for r in records]
+        if records or (self.run_dir / "epochs.jsonl").exists():
+            text = "\n".join(self._epochs) + "\n" if self._epochs else ""
+            write_text_atomic(self.run_dir / "epochs.jsonl", text)
+
     def append_epoch(self, record: dict[str, Any]) -> None:
         # Rewrite the whole (small) file atomically: a crash never leaves a torn line.
         self._epochs.append(json.dumps(record, sort_keys=True, default=float))

@@ -15,12 +15,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from pytorch_metric_learning.samplers import MPerClassSampler
 
 from dmlbench.backbone import backbone_data_config, build_model
+from dmlbench.checkpoint import (
+    backbone_hash,
+    check_backbone,
+    fault_point,
+    frozen_names,
+    load_latest,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    trained_state,
+)
 from dmlbench.config import RunConfig, resolve, to_yaml
 from dmlbench.data.image_cache import cached_records
 from dmlbench.data.image_list import ImageListDataset
+from dmlbench.data.sampling import ResumableMPerClassSampler
 from dmlbench.data.spec import DatasetSpec, get_dataset
 from dmlbench.data.transforms import test_transform, train_transform
 from dmlbench.data.verify import bad_images_cached, scan_memo_path
@@ -32,7 +43,13 @@ from dmlbench.method import Method
 from dmlbench.registry import get_method
 from dmlbench.results import RunWriter, new_run_dir
 from dmlbench.seeding import seed_everything
-from dmlbench.trainer import Trainer, autocast_dtype, compute_embeddings, cosine_schedule
+from dmlbench.trainer import (
+    EpochProgress,
+    Trainer,
+    autocast_dtype,
+    compute_embeddings,
+    cosine_schedule,
+)
 
 
 @dataclass
@@ -147,11 +164,12 @@ def build_loaders(spec: DatasetSpec, config: RunConfig, model, device, generator
         raise UserError(
             f"batch_size {config.batch_size} exceeds the {len(train_set)} training images"
         )
-    sampler = MPerClassSampler(
+    sampler = ResumableMPerClassSampler(
         train_set.targets,
         m=config.images_per_class,
         batch_size=config.batch_size,
-        length_before_new_iter=steps_per_epoch * config.batch_size,
+        steps_per_epoch=steps_per_epoch,
+        seed=config.seed,
     )
     train_loader = _loader(train_set, config, device, sampler=sampler, generator=generator)
     test_tf = test_transform(spec.transform, size, mean, std)
@@ -167,7 +185,9 @@ def build_loaders(spec: DatasetSpec, config: RunConfig, model, device, generator
     return train_loader, eval_sets, steps_per_epoch
 
 
-def execute(config: RunConfig, echo=print) -> RunResult:
+def execute(config: RunConfig, echo=print, resume: Path | None = None) -> RunResult:
+    """Run ``config``; with ``resume`` (a run directory), continue that run from
+    its newest checkpoint (or from the start if it never wrote one)."""
     config, spec, method = prepare(config)
     device = pick_device(config.device)
     generator = seed_everything(config.seed)
@@ -184,6 +204,7 @@ def execute(config: RunConfig, echo=print) -> RunResult:
     train_loader, eval_sets, steps_per_epoch = build_loaders(
         spec, config, model, device, generator, records
     )
+    sampler: ResumableMPerClassSampler = train_loader.sampler
 
     model.to(device)
     optimizer = build_optimizer(config, method.param_groups(model, config.lr, config.proxy_lr))
@@ -194,14 +215,25 @@ def execute(config: RunConfig, echo=print) -> RunResult:
     amp = autocast_dtype(config.amp, device)
     trainer = Trainer(model, method, loss_fn, optimizer, scheduler, device, amp, config.grad_clip)
 
-    label = f"{config.method}-{config.dataset.replace(':', '_').replace('/', '_')}-s{config.seed}"
-    writer = RunWriter(new_run_dir(Path(config.output), label))
-    writer.write_config(to_yaml(config))
-    writer.write_environment(str(device))
+    if resume is None:
+        label = f"{config.method}-{config.dataset.replace(':', '_').replace('/', '_')}"
+        writer = RunWriter(new_run_dir(Path(config.output), f"{label}-s{config.seed}"))
+        writer.write_config(to_yaml(config))
+        writer.write_environment(str(device))
+    else:
+        writer = RunWriter(Path(resume))
     params = count_parameters(model)
+    frozen_hash = backbone_hash(model)
+    resumed = load_latest(writer.run_dir) if resume is not None else None
+    progress = Progress()
+    if resumed is not None:
+        check_backbone(model, resumed, writer.run_dir)
+        progress = _restore(resumed, model, optimizer, scheduler, trainer, sampler)
+    writer.restore_epochs(progress.history)
     echo(
         f"run {writer.run_dir}: {config.method} on {spec.name}, backbone {config.backbone}, "
         f"{params.tunable:,} tunable of {params.total:,} parameters, device {device}"
+        + (f"; resumed at epoch {progress.epoch}, step {sampler.step}" if resumed else "")
     )
     summary: dict = {
         "status": "running",
@@ -210,8 +242,10 @@ def execute(config: RunConfig, echo=print) -> RunResult:
         "method_options": dataclasses.asdict(method.options),
         "dataset": spec.name,
         "backbone": config.backbone,
+        "backbone_hash": frozen_hash,
         "seed": config.seed,
         "skipped_bad_images": skipped,
+        "resumed": progress.resumed + (resumed is not None),
         "params": {
             "tunable": params.tunable,
             "total": params.total,
@@ -219,22 +253,60 @@ def execute(config: RunConfig, echo=print) -> RunResult:
             "tunable_pct_of_backbone": params.tunable_pct_of_backbone,
         },
     }
+    progress.resumed = summary["resumed"]
+    writer.write_summary(summary)
+
+    def checkpoint(epoch_progress: EpochProgress | None) -> None:
+        payload = {
+            "format": 1,
+            "backbone_hash": frozen_hash,
+            "model": trained_state(model),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": trainer.scaler.state_dict(),
+            "sampler": sampler.state_dict(),
+            "generator": generator.get_state(),
+            "global_step": trainer.step,
+            "progress": {
+                **dataclasses.asdict(progress),
+                "wall_seconds": progress.wall_seconds + wall.elapsed(),
+            },
+            "epoch_progress": dataclasses.asdict(epoch_progress) if epoch_progress else None,
+            "rng": rng_state(),
+        }
+        save_checkpoint(writer.run_dir, trainer.step, payload, config.keep_checkpoints)
+
+    def after_step(epoch_progress: EpochProgress) -> None:
+        sampler.step += 1
+        fault_point("step")
+        mid_epoch = sampler.batches_left() > 0
+        if mid_epoch and config.checkpoint_every and trainer.step % config.checkpoint_every == 0:
+            checkpoint(epoch_progress)
+
     wall = Stopwatch()
-    train_seconds = 0.0
-    train_images = 0
-    metrics: dict = {}
+    metrics: dict = dict(progress.metrics)
     try:
         with PeakMemory(device) as memory:
             if config.epochs == 0:  # evaluation only: the untrained head on the backbone
                 metrics = evaluate_model(model, spec, eval_sets, config, device, amp)
                 writer.append_epoch({"epoch": 0, **metrics})
-            for epoch in range(1, config.epochs + 1):
-                record = trainer.train_epoch(train_loader, epoch, total=steps_per_epoch)
-                train_seconds += record["train_seconds"]
-                train_images += record["train_images"]
+            for epoch in range(progress.epoch + 1, config.epochs + 1):
+                epoch_progress = progress.open_epoch
+                if epoch_progress is None:  # a fresh epoch (else: continue the stored one)
+                    sampler.begin_epoch(epoch)
+                progress.open_epoch = None
+                record = trainer.train_epoch(
+                    train_loader,
+                    epoch,
+                    total=sampler.batches_left(),
+                    progress=epoch_progress,
+                    on_step=after_step,
+                )
                 if epoch == config.epochs or (config.eval_every and epoch % config.eval_every == 0):
                     metrics = evaluate_model(model, spec, eval_sets, config, device, amp)
                     record.update(metrics)
+                progress.finish_epoch(record, metrics)
+                checkpoint(None)
                 writer.append_epoch(record)
                 echo(_epoch_line(record, spec.recall_ks))
     except BaseException as e:
@@ -242,10 +314,11 @@ def execute(config: RunConfig, echo=print) -> RunResult:
         summary.update(
             status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()
         )
-        summary["wall_seconds"] = wall.elapsed()
+        summary["wall_seconds"] = progress.wall_seconds + wall.elapsed()
         writer.write_summary(summary)
         raise
     memory_result = memory.result()
+    train_seconds, train_images = progress.train_seconds, progress.train_images
     summary.update(
         status="finished",
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -254,15 +327,62 @@ def execute(config: RunConfig, echo=print) -> RunResult:
         },
         memory={**memory_result, "peak_mb": peak_memory_mb(memory_result)},
         time={
-            "wall_seconds": wall.elapsed(),
+            "wall_seconds": progress.wall_seconds + wall.elapsed(),
             "train_seconds": train_seconds,
             "train_images_per_s": train_images / train_seconds if train_seconds else float("nan"),
             "eval_images_per_s": metrics.get("eval_images_per_s"),
             "epochs": config.epochs,
         },
     )
+    if resumed is not None:
+        summary["memory"]["note"] = "peak since the last resume"
     writer.write_summary(summary)
     return RunResult(writer.run_dir, summary)
+
+
+@dataclass
+class Progress:
+    """The run's bookkeeping that a checkpoint carries besides tensors."""
+
+    epoch: int = 0  # completed epochs
+    history: list = dataclasses.field(default_factory=list)  # epoch records so far
+    metrics: dict = dataclasses.field(default_factory=dict)  # the newest evaluation
+    train_seconds: float = 0.0
+    train_images: int = 0
+    wall_seconds: float = 0.0
+    resumed: int = 0
+    open_epoch: EpochProgress | None = None  # an epoch interrupted mid-way
+
+    def finish_epoch(self, record: dict, metrics: dict) -> None:
+        self.epoch = record["epoch"]
+        self.history.append(record)
+        self.metrics = dict(metrics)
+        self.train_seconds += record["train_seconds"]
+        self.train_images += record["train_images"]
+
+
+def _restore(checkpoint: dict, model, optimizer, scheduler, trainer, sampler) -> Progress:
+    """Put every piece of training state back as it was when ``checkpoint`` was written."""
+    missing, unexpected = model.load_state_dict(checkpoint["model"], strict=False)
+    frozen = frozen_names(model)
+    if unexpected or set(missing) - frozen:
+        raise UserError(
+            "the checkpoint does not fit this method's model (missing "
+            f"{sorted(set(missing) - frozen)[:3]}, unexpected {sorted(unexpected)[:3]}); "
+            "was the run's config.yaml edited?"
+        )
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    trainer.scaler.load_state_dict(checkpoint["scaler"])
+    trainer.step = checkpoint["global_step"]
+    sampler.load_state_dict(checkpoint["sampler"])
+    stored = dict(checkpoint["progress"])
+    stored.pop("open_epoch", None)
+    progress = Progress(**stored)
+    if checkpoint["epoch_progress"] is not None:
+        progress.open_epoch = EpochProgress(**checkpoint["epoch_progress"])
+    set_rng_state(checkpoint["rng"])
+    return progress
 
 
 def _epoch_line(record: dict, ks) -> str:

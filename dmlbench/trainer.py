@@ -4,8 +4,9 @@ what the plugin does to the model is the plugin's business."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,6 +18,16 @@ from dmlbench.meter import Stopwatch
 
 class NonFiniteLoss(RuntimeError):
     pass
+
+
+@dataclass
+class EpochProgress:
+    """What an epoch has accumulated so far; a checkpoint stores it so a
+    resumed epoch reports the same loss and throughput as an uninterrupted one."""
+
+    loss_sum: float = 0.0
+    images: int = 0
+    seconds: float = 0.0
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -63,10 +74,20 @@ class Trainer:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def train_epoch(self, batches: Iterable, epoch: int, total: int | None = None) -> dict:
+    def train_epoch(
+        self,
+        batches: Iterable,
+        epoch: int,
+        total: int | None = None,
+        progress: EpochProgress | None = None,
+        on_step: Callable[[EpochProgress], None] | None = None,
+    ) -> dict:
+        """One pass over ``batches``; ``progress`` continues an interrupted epoch,
+        ``on_step`` is called after every optimizer step (checkpoints)."""
         self.model.train()
+        progress = progress or EpochProgress()
+        done_before = progress.seconds
         watch = Stopwatch()
-        loss_sum, images = 0.0, 0
         bar = tqdm(batches, total=total, desc=f"epoch {epoch}", unit="batch", leave=False)
         for x, y in bar:
             x = x.to(self.device, non_blocking=True)
@@ -89,17 +110,22 @@ class Trainer:
             self.plugin.after_step(self.model, self.optimizer, grad_scale)
             self.scheduler.step()
             self.step += 1
-            loss_sum += loss.item() * len(y)
-            images += len(y)
-            bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{images / watch.elapsed():.0f}")
-        seconds = watch.elapsed()
+            progress.loss_sum += loss.item() * len(y)
+            progress.images += len(y)
+            progress.seconds = done_before + watch.elapsed()
+            bar.set_postfix(
+                loss=f"{loss.item():.4f}", img_s=f"{progress.images / progress.seconds:.0f}"
+            )
+            if on_step is not None:
+                on_step(progress)
+        seconds = progress.seconds
         return {
             "epoch": epoch,
-            "loss": loss_sum / max(1, images),
+            "loss": progress.loss_sum / max(1, progress.images),
             "lr": self.optimizer.param_groups[0]["lr"],
-            "train_images": images,
+            "train_images": progress.images,
             "train_seconds": seconds,
-            "train_images_per_s": images / seconds if seconds else float("nan"),
+            "train_images_per_s": progress.images / seconds if seconds else float("nan"),
         }
 
 

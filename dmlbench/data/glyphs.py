@@ -21,7 +21,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
 from dmlbench.atomic import write_json_atomic
@@ -50,6 +50,14 @@ class GlyphStyle:
     max_stroke: int = 1
     min_contrast: float = 0.35
     noise_std_max: float = 8.0
+    # Added in generator version 1.1; at their defaults they draw nothing and
+    # consume no random numbers, so older parts keep their images and ids.
+    clutter_strokes: int = 0
+    max_occlusion: float = 0.0
+    max_blur: float = 0.0
+
+
+_STYLE_V1_1_DEFAULTS = {"clutter_strokes": 0, "max_occlusion": 0.0, "max_blur": 0.0}
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,12 @@ def render_instance(code_point: int, font: Path, rng: np.random.Generator, style
     angle = float(rng.uniform(-style.max_rotation_deg, style.max_rotation_deg))
     shift = rng.uniform(-style.max_shift_px, style.max_shift_px, size=2)
     mask = mask.rotate(angle, resample=Image.BILINEAR, translate=tuple(shift), fillcolor=0)
+    if style.clutter_strokes:
+        mask = _add_clutter(mask, rng, style.clutter_strokes)
+    if style.max_occlusion:
+        mask = _occlude(mask, rng, style.max_occlusion)
+    if style.max_blur:
+        mask = mask.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, style.max_blur))))
     alpha = np.asarray(mask, dtype=np.float32)[..., None] / 255.0
     background = rng.uniform(0, 1, size=3)
     foreground = rng.uniform(0, 1, size=3)
@@ -83,6 +97,36 @@ def render_instance(code_point: int, font: Path, rng: np.random.Generator, style
     image = background + alpha * (foreground - background)
     image = image * 255.0 + rng.normal(0, rng.uniform(0, style.noise_std_max), size=image.shape)
     return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+
+
+def _add_clutter(mask: Image.Image, rng: np.random.Generator, strokes: int) -> Image.Image:
+    """Thin random lines and arcs in the glyph's colour: the model must tell the
+    glyph's own strokes from background structure, as a bird from branches."""
+    size = mask.size[0]
+    draw = ImageDraw.Draw(mask)
+    for _ in range(strokes):
+        a, b = rng.uniform(0, size, size=2), rng.uniform(0, size, size=2)
+        width = int(rng.integers(1, 3))
+        if rng.uniform() < 0.5:
+            draw.line([tuple(a), tuple(b)], fill=int(rng.integers(120, 256)), width=width)
+        else:
+            box = [tuple(np.minimum(a, b)), tuple(np.maximum(a, b) + 4)]
+            start = float(rng.uniform(0, 360))
+            draw.arc(box, start, start + float(rng.uniform(60, 200)), fill=255, width=width)
+    return mask
+
+
+def _occlude(mask: Image.Image, rng: np.random.Generator, max_fraction: float) -> Image.Image:
+    """Blank a random rectangle of up to ``max_fraction`` of the image (partial views)."""
+    size = mask.size[0]
+    area = rng.uniform(0, max_fraction) * size * size
+    aspect = rng.uniform(0.5, 2.0)
+    w = int(min(size, round((area * aspect) ** 0.5)))
+    h = int(min(size, round((area / aspect) ** 0.5)))
+    x, y = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
+    if w and h:
+        ImageDraw.Draw(mask).rectangle([x, y, x + w - 1, y + h - 1], fill=0)
+    return mask
 
 
 def part_classes(part: str) -> dict[str, list[int]]:
@@ -94,10 +138,20 @@ def fingerprint(config: GlyphPartConfig) -> dict:
     classes = part_classes(config.part)
     return {
         "generator_version": GENERATOR_VERSION,
-        "config": asdict(config),
+        "config": _config_record(config),
         "classes_sha256": hashlib.sha256(json.dumps(classes).encode()).hexdigest(),
         "fonts": {p.name: file_sha256(p) for p in font_files()},
     }
+
+
+def _config_record(config: GlyphPartConfig) -> dict:
+    """The config as recorded, without style fields left at their version-1.1
+    defaults (they change nothing), so fingerprints of older parts stay valid."""
+    record = asdict(config)
+    for key, default in _STYLE_V1_1_DEFAULTS.items():
+        if record["style"][key] == default:
+            del record["style"][key]
+    return record
 
 
 def fingerprint_id(fp: dict) -> str:

@@ -84,8 +84,17 @@ class ImageListDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        """``key`` is an index, or ``(index, seed)`` from a resumable sampler: the
+        augmentation then depends on the seed only, not on which worker or
+        rank loads the image nor on where a run was resumed."""
+        i, seed = key if isinstance(key, tuple) else (key, None)
         image = load_rgb(self.records[i].path)
         if self.transform is not None:
-            image = self.transform(image)
+            if seed is None:
+                image = self.transform(image)
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    image = self.transform(image)
         return image, self.targets[i]
