@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from dmlbench.errors import UserError
-from dmlbench.results import load
+from dmlbench.results import load, unreadable_runs
 
 FULL_FT = "full-ft"
 GROUP = ["dataset", "backbone", "row"]
@@ -62,6 +62,12 @@ def collect(path: str | Path, filters: dict[str, str] | None = None) -> Runs:
     errors = failed.get("error", pd.Series([""] * len(failed), index=failed.index))
     failed = pd.DataFrame({"run_dir": failed["run_dir"], "row": failed["row"],
                            "status": failed["status"], "error": errors.fillna("")})  # fmt: skip
+    broken = [
+        {"run_dir": str(d), "row": "—", "status": "incomplete", "error": reason}
+        for d, reason in unreadable_runs(path)
+    ]
+    if broken:
+        failed = pd.concat([failed, pd.DataFrame(broken)], ignore_index=True)
     return Runs(finished, failed)
 
 

@@ -118,6 +118,34 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix.rstrip(".")] = value
 
 
+def unreadable_runs(path: str | Path = DEFAULT_ROOT) -> list[tuple[Path, str]]:
+    """Run directories under ``path`` that :func:`load` leaves out, with the reason:
+    a killed process can leave a directory without (or with a torn) summary or
+    config. Nothing is modified; the caller only reports them."""
+    import yaml
+
+    found = []
+    path = Path(path)
+    candidates = {p.parent for p in path.rglob("config.yaml")} | {
+        p.parent for p in path.rglob("summary.json")
+    }
+    for run_dir in sorted(candidates):
+        for name in ("config.yaml", "summary.json"):
+            file = run_dir / name
+            if not file.exists():
+                found.append((run_dir, f"no {name}"))
+                break
+            try:
+                text = file.read_text()
+                data = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
+                if not isinstance(data, dict):
+                    raise ValueError("not a mapping")
+            except (OSError, ValueError, yaml.YAMLError) as e:
+                found.append((run_dir, f"{name} unreadable ({type(e).__name__})"))
+                break
+    return found
+
+
 def load(path: str | Path = DEFAULT_ROOT) -> pd.DataFrame:
     """All runs under ``path``, at any depth (or one run directory), one flat row per run.
 
@@ -139,6 +167,8 @@ def load(path: str | Path = DEFAULT_ROOT) -> pd.DataFrame:
             summary = json.loads((run_dir / "summary.json").read_text())
             config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
         except (OSError, ValueError, yaml.YAMLError):
+            continue  # listed by unreadable_runs()
+        if not isinstance(summary, dict) or not isinstance(config, dict):
             continue
         row: dict[str, Any] = {"run_dir": str(run_dir)}
         _flatten("", summary, row)

@@ -86,17 +86,35 @@ def read_sweep(path: Path) -> list[PlannedRun]:
 
 def finished_keys(output: Path) -> dict[str, Path]:
     """config_key → run dir of every finished run under ``output`` (unreadable ones skipped)."""
-    done = {}
-    for summary_path in sorted(Path(output).glob("*/summary.json")):
+    return _runs_by_state(output)[0]
+
+
+def interrupted_keys(output: Path) -> dict[str, Path]:
+    """config_key → the newest run dir that was killed mid-way (status still
+    "running", or no summary yet): the sweep resumes it rather than starting over."""
+    return _runs_by_state(output)[1]
+
+
+def _runs_by_state(output: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    finished, interrupted = {}, {}
+    for config_path in sorted(Path(output).glob("*/config.yaml")):
+        run_dir = config_path.parent
         try:
-            summary = json.loads(summary_path.read_text())
-            values = yaml.safe_load((summary_path.parent / "config.yaml").read_text())
-            config = RunConfig(**values)
+            config = RunConfig(**yaml.safe_load(config_path.read_text()))
         except (OSError, ValueError, TypeError, yaml.YAMLError):
-            continue
-        if summary.get("status") == "finished":
-            done[config_key(config)] = summary_path.parent
-    return done
+            continue  # report lists it; the sweep never deletes anything
+        try:
+            status = json.loads((run_dir / "summary.json").read_text()).get("status")
+        except (OSError, ValueError, AttributeError):
+            status = None
+        key = config_key(config)
+        if status == "finished":
+            finished[key] = run_dir
+        elif status in (None, "running"):
+            interrupted[key] = run_dir  # sorted by name = by start time: newest wins
+    for key in finished:
+        interrupted.pop(key, None)
+    return finished, interrupted
 
 
 def _result_line(run_dir: Path | None) -> str:
@@ -129,10 +147,16 @@ def run_sweep(
         while True:
             while len(running) < jobs and (item := next(queue, None)) is not None:
                 index, run = item
-                config_file = Path(tmp) / f"{index}.yaml"
-                config_file.write_text(to_yaml(run.config))
+                interrupted = interrupted_keys(Path(run.config.output)).get(run.key)
+                if interrupted is not None:
+                    echo(f"[{index}/{total}] {run.title}: resuming {interrupted.name}")
+                    args = ["--resume", str(interrupted)]
+                else:
+                    config_file = Path(tmp) / f"{index}.yaml"
+                    config_file.write_text(to_yaml(run.config))
+                    args = ["--config", str(config_file)]
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "dmlbench", "run", "--config", str(config_file)],
+                    [sys.executable, "-m", "dmlbench", "run", *args],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
                     text=True,
@@ -168,6 +192,8 @@ def describe(planned: list[PlannedRun]) -> list[str]:
         if output not in done_by_output:
             done_by_output[output] = finished_keys(Path(output))
         state = "finished" if run.key in done_by_output[output] else "to run"
+        if state == "to run" and run.key in interrupted_keys(Path(output)):
+            state = "to resume"
         lines.append(f"[{index}/{len(planned)}] {run.title} [{run.key}]: {state}")
     return lines
 

@@ -53,7 +53,10 @@ def runs(tmp_path):
 
 def test_table1_numbers_means_stds_and_deltas(runs):
     collected = collect(runs)
-    assert len(collected.finished) == 4 and list(collected.failed["row"]) == ["VPT (L12, N10)"]
+    assert len(collected.finished) == 4
+    assert list(collected.failed["row"]) == ["VPT (L12, N10)", "—"]
+    assert list(collected.failed["status"]) == ["failed", "incomplete"]
+    assert collected.failed["error"].iloc[1] == "no config.yaml"
     (table,) = table1(aggregate(collected.finished)).values()
     full, vpt = table.iloc[0], table.iloc[1]
     assert full["method"] == "Full fine-tuning" and full["R@1"] == "86.0 ± 1.4"

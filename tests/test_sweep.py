@@ -50,16 +50,21 @@ def test_sweep_runs_resumes_and_survives_a_failure(glyph_folder, tmp_path):
     failed = [line for line in lines if "FAILED" in line]
     assert len(failed) == 2 and "layers=99 exceeds the backbone depth 6" in failed[0]
     assert lines[-1].endswith("4 finished now, 0 already, 2 failed")
-    # A run that died half-way: its summary says so; the sweep runs it again.
+    # A run killed after its last checkpoint: its summary still says "running";
+    # the sweep resumes it in place (no second run of the same combination).
     runs = sorted((tmp_path / "runs").glob("*/summary.json"))
     assert len(runs) == 4
     summary = json.loads(runs[0].read_text())
     runs[0].write_text(json.dumps({**summary, "status": "running"}))
     dry = runner.invoke(main, ["sweep", grid, "--dry-run"])
-    assert sum(line.endswith(": to run") for line in dry.output.splitlines()) == 3
+    states = [line.rsplit(": ", 1)[1] for line in dry.output.splitlines() if "]: " in line]
+    assert states.count("to resume") == 1 and states.count("to run") == 2
     second = runner.invoke(main, ["sweep", grid])
+    assert f"resuming {runs[0].parent.name}" in second.output
     assert "1 finished now, 3 already, 2 failed" in second.output
-    assert len(list((tmp_path / "runs").glob("*/summary.json"))) == 5  # nothing overwritten
+    assert len(list((tmp_path / "runs").glob("*/summary.json"))) == 4
+    resumed = json.loads(runs[0].read_text())
+    assert resumed["status"] == "finished" and resumed["metrics"] == summary["metrics"]
 
 
 def test_unknown_grid_key_is_one_line(tmp_path):
