@@ -181,7 +181,8 @@ def run(config_file, opts, resume_dir, **flags) -> None:
     except NonFiniteLoss as e:  # a training failure, not bad input: exit 1, one line
         where = getattr(e, "run_dir", "the run directory")
         raise click.ClickException(f"run stopped: {e}; {where} is marked failed") from None
-    click.echo(format_summary(result.summary, result.run_dir))
+    if result.main_process:
+        click.echo(format_summary(result.summary, result.run_dir))
 
 
 def _resume_config(run_dir: Path, config_file, flags: dict):

@@ -43,6 +43,9 @@ class Method:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Options: ClassVar[type] = MethodOptions
+    # False for methods whose own state (not parameters) a step updates from
+    # the local batch: under several processes the ranks' copies would drift.
+    distributed: ClassVar[bool] = True
 
     def __init__(self, options: Any | None = None):
         self.options = options if options is not None else self.Options()

@@ -44,31 +44,38 @@ def new_run_dir(root: Path, label: str) -> Path:
 
 
 class RunWriter:
-    def __init__(self, run_dir: Path):
+    """Writes a run's files; ``enabled=False`` (ranks other than 0) writes nothing."""
+
+    def __init__(self, run_dir: Path, enabled: bool = True):
         self.run_dir = run_dir
+        self.enabled = enabled
         self._epochs: list[str] = []
 
     def write_config(self, config_yaml: str) -> None:
-        write_text_atomic(self.run_dir / "config.yaml", config_yaml)
+        if self.enabled:
+            write_text_atomic(self.run_dir / "config.yaml", config_yaml)
 
     def restore_epochs(self, records: list[dict[str, Any]]) -> None:
         """Start from the records a checkpoint holds (a resumed run drops the
         records written after its checkpoint: they are trained again)."""
         self._epochs = [json.dumps(r, sort_keys=True, default=float) for r in records]
-        if records or (self.run_dir / "epochs.jsonl").exists():
+        if self.enabled and (records or (self.run_dir / "epochs.jsonl").exists()):
             text = "\n".join(self._epochs) + "\n" if self._epochs else ""
             write_text_atomic(self.run_dir / "epochs.jsonl", text)
 
     def append_epoch(self, record: dict[str, Any]) -> None:
         # Rewrite the whole (small) file atomically: a crash never leaves a torn line.
         self._epochs.append(json.dumps(record, sort_keys=True, default=float))
-        write_text_atomic(self.run_dir / "epochs.jsonl", "\n".join(self._epochs) + "\n")
+        if self.enabled:
+            write_text_atomic(self.run_dir / "epochs.jsonl", "\n".join(self._epochs) + "\n")
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        write_json_atomic(self.run_dir / "summary.json", summary)
+        if self.enabled:
+            write_json_atomic(self.run_dir / "summary.json", summary)
 
     def write_environment(self, device: str) -> None:
-        write_json_atomic(self.run_dir / "environment.json", environment(device))
+        if self.enabled:
+            write_json_atomic(self.run_dir / "environment.json", environment(device))
 
 
 def environment(device: str) -> dict[str, Any]:

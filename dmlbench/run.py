@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from dmlbench import distributed
 from dmlbench.backbone import backbone_data_config, build_model
 from dmlbench.checkpoint import (
     backbone_hash,
@@ -35,6 +36,7 @@ from dmlbench.data.sampling import ResumableMPerClassSampler
 from dmlbench.data.spec import DatasetSpec, get_dataset
 from dmlbench.data.transforms import test_transform, train_transform
 from dmlbench.data.verify import bad_images_cached, scan_memo_path
+from dmlbench.distributed import SINGLE, DistContext, gather_shards
 from dmlbench.errors import UserError
 from dmlbench.evaluate import retrieval_metrics
 from dmlbench.losses import ProxyAnchorLoss
@@ -56,6 +58,7 @@ from dmlbench.trainer import (
 class RunResult:
     run_dir: Path
     summary: dict
+    main_process: bool = True  # False on ranks other than 0 of a torchrun run
 
 
 def pick_device(name: str) -> torch.device:
@@ -104,9 +107,16 @@ def _loader(dataset, config, device, sampler=None, batch_size=None, generator=No
     )
 
 
-def evaluate_model(model, spec: DatasetSpec, eval_sets, config, device, amp) -> dict:
+def evaluate_model(
+    model, spec: DatasetSpec, eval_sets, config, device, amp, ctx: DistContext = SINGLE
+) -> dict:
+    """Retrieval metrics on the unseen classes (on rank 0; other ranks get {})."""
     watch = Stopwatch()
-    embedded = [compute_embeddings(model, loader, device, amp) for loader in eval_sets]
+    embedded = [
+        gather_shards(*compute_embeddings(model, loader, device, amp), ctx) for loader in eval_sets
+    ]
+    if not ctx.is_main:
+        return {}
     embed_seconds = watch.elapsed()
     if len(embedded) == 1:
         ((q, ql),) = embedded
@@ -140,7 +150,15 @@ def usable_records(spec: DatasetSpec, config: RunConfig) -> tuple[list, int]:
     return [r for r in records if r.path not in dropped], len(bad)
 
 
-def build_loaders(spec: DatasetSpec, config: RunConfig, model, device, generator, records):
+def build_loaders(
+    spec: DatasetSpec,
+    config: RunConfig,
+    model,
+    device,
+    generator,
+    records,
+    ctx: DistContext = SINGLE,
+):
     """Class-balanced training batches and the evaluation sets; checks they fit the config."""
     data_cfg = backbone_data_config(model.backbone)
     size, mean, std = data_cfg["input_size"][-1], data_cfg["mean"], data_cfg["std"]
@@ -164,24 +182,34 @@ def build_loaders(spec: DatasetSpec, config: RunConfig, model, device, generator
         raise UserError(
             f"batch_size {config.batch_size} exceeds the {len(train_set)} training images"
         )
+    if config.batch_size % ctx.world:
+        raise UserError(
+            f"batch_size {config.batch_size} is not divisible by the {ctx.world} processes"
+        )
     sampler = ResumableMPerClassSampler(
         train_set.targets,
         m=config.images_per_class,
         batch_size=config.batch_size,
         steps_per_epoch=steps_per_epoch,
         seed=config.seed,
+        rank=ctx.rank,
+        world=ctx.world,
     )
-    train_loader = _loader(train_set, config, device, sampler=sampler, generator=generator)
+    train_loader = _loader(
+        train_set,
+        config,
+        device,
+        sampler=sampler,
+        batch_size=config.batch_size // ctx.world,
+        generator=generator,
+    )
     test_tf = test_transform(spec.transform, size, mean, std)
-    eval_sets = [
-        _loader(
-            ImageListDataset([r for r in records if r.split == s], test_tf),
-            config,
-            device,
-            batch_size=config.eval_batch_size,
-        )
-        for s in spec.eval_splits
-    ]
+    eval_sets = []
+    for split in spec.eval_splits:
+        items = ImageListDataset([r for r in records if r.split == split], test_tf)
+        if ctx.enabled:  # rank r embeds items r, r+N, …; rank 0 puts them back in order
+            items = torch.utils.data.Subset(items, range(ctx.rank, len(items), ctx.world))
+        eval_sets.append(_loader(items, config, device, batch_size=config.eval_batch_size))
     return train_loader, eval_sets, steps_per_epoch
 
 
@@ -190,6 +218,17 @@ def execute(config: RunConfig, echo=print, resume: Path | None = None) -> RunRes
     its newest checkpoint (or from the start if it never wrote one)."""
     config, spec, method = prepare(config)
     device = pick_device(config.device)
+    ctx = distributed.from_environment(device.type)
+    if ctx.enabled:
+        if not method.distributed:
+            raise UserError(
+                f"method {config.method} does not support several processes (torchrun) yet; "
+                "run it in one process"
+            )
+        if device.type == "cuda":
+            device = torch.device("cuda", ctx.local_rank)
+        if not ctx.is_main:
+            echo = _silent
     generator = seed_everything(config.seed)
     weights = None if config.weights == "none" else config.weights  # "none": random init
     model = build_model(config.backbone, weights, config.embedding_dim, spec.num_train_classes)
@@ -202,7 +241,7 @@ def execute(config: RunConfig, echo=print, resume: Path | None = None) -> RunRes
     if config.image_cache and spec.scan_key() is not None:  # not for generated data
         records = cached_records(records, config.image_cache)
     train_loader, eval_sets, steps_per_epoch = build_loaders(
-        spec, config, model, device, generator, records
+        spec, config, model, device, generator, records, ctx
     )
     sampler: ResumableMPerClassSampler = train_loader.sampler
 
@@ -213,15 +252,20 @@ def execute(config: RunConfig, echo=print, resume: Path | None = None) -> RunRes
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(total_steps, warmup))
     loss_fn = ProxyAnchorLoss(config.loss_alpha, config.loss_margin, config.loss_positive_divisor)
     amp = autocast_dtype(config.amp, device)
-    trainer = Trainer(model, method, loss_fn, optimizer, scheduler, device, amp, config.grad_clip)
+    trainer = Trainer(
+        model, method, loss_fn, optimizer, scheduler, device, amp, config.grad_clip, ctx
+    )
 
-    if resume is None:
+    if resume is not None:
+        writer = RunWriter(Path(resume), enabled=ctx.is_main)
+    elif ctx.is_main:
         label = f"{config.method}-{config.dataset.replace(':', '_').replace('/', '_')}"
         writer = RunWriter(new_run_dir(Path(config.output), f"{label}-s{config.seed}"))
         writer.write_config(to_yaml(config))
-        writer.write_environment(str(device))
+        writer.write_environment(str(device) + (f" ×{ctx.world} processes" if ctx.enabled else ""))
+        distributed.broadcast(str(writer.run_dir), ctx)
     else:
-        writer = RunWriter(Path(resume))
+        writer = RunWriter(Path(distributed.broadcast(None, ctx)), enabled=False)
     params = count_parameters(model)
     frozen_hash = backbone_hash(model)
     resumed = load_latest(writer.run_dir) if resume is not None else None
@@ -274,7 +318,9 @@ def execute(config: RunConfig, echo=print, resume: Path | None = None) -> RunRes
             "epoch_progress": dataclasses.asdict(epoch_progress) if epoch_progress else None,
             "rng": rng_state(),
         }
-        save_checkpoint(writer.run_dir, trainer.step, payload, config.keep_checkpoints)
+        if ctx.is_main:
+            save_checkpoint(writer.run_dir, trainer.step, payload, config.keep_checkpoints)
+        distributed.barrier(ctx)
 
     def after_step(epoch_progress: EpochProgress) -> None:
         sampler.step += 1
@@ -288,7 +334,7 @@ def execute(config: RunConfig, echo=print, resume: Path | None = None) -> RunRes
     try:
         with PeakMemory(device) as memory:
             if config.epochs == 0:  # evaluation only: the untrained head on the backbone
-                metrics = evaluate_model(model, spec, eval_sets, config, device, amp)
+                metrics = evaluate_model(model, spec, eval_sets, config, device, amp, ctx)
                 writer.append_epoch({"epoch": 0, **metrics})
             for epoch in range(progress.epoch + 1, config.epochs + 1):
                 epoch_progress = progress.open_epoch
@@ -303,7 +349,7 @@ def execute(config: RunConfig, echo=print, resume: Path | None = None) -> RunRes
                     on_step=after_step,
                 )
                 if epoch == config.epochs or (config.eval_every and epoch % config.eval_every == 0):
-                    metrics = evaluate_model(model, spec, eval_sets, config, device, amp)
+                    metrics = evaluate_model(model, spec, eval_sets, config, device, amp, ctx)
                     record.update(metrics)
                 progress.finish_epoch(record, metrics)
                 checkpoint(None)
@@ -336,8 +382,16 @@ def execute(config: RunConfig, echo=print, resume: Path | None = None) -> RunRes
     )
     if resumed is not None:
         summary["memory"]["note"] = "peak since the last resume"
+    if ctx.enabled:
+        summary["processes"] = ctx.world
+        summary["memory"]["note"] = "rank 0"
     writer.write_summary(summary)
-    return RunResult(writer.run_dir, summary)
+    distributed.shutdown(ctx)
+    return RunResult(writer.run_dir, summary, ctx.is_main)
+
+
+def _silent(*_args, **_kwargs) -> None:
+    """What ranks other than 0 print."""
 
 
 @dataclass

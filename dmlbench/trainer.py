@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from dmlbench.distributed import SINGLE, DistContext, gather_batch
 from dmlbench.meter import Stopwatch
 
 
@@ -62,8 +63,16 @@ class Trainer:
         device: torch.device,
         amp_dtype: torch.dtype | None = None,
         grad_clip: float | None = None,
+        ctx: DistContext = SINGLE,
     ):
         self.model, self.plugin, self.loss_fn = model, plugin, loss_fn
+        self.ctx = ctx
+        # Several processes: the forward pass goes through DDP (which averages
+        # the gradients of what trains); plugin hooks still see the plain model.
+        self.forward_model = model
+        if ctx.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            self.forward_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.optimizer, self.scheduler = optimizer, scheduler
         self.device, self.amp_dtype, self.grad_clip = device, amp_dtype, grad_clip
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
@@ -88,13 +97,21 @@ class Trainer:
         progress = progress or EpochProgress()
         done_before = progress.seconds
         watch = Stopwatch()
-        bar = tqdm(batches, total=total, desc=f"epoch {epoch}", unit="batch", leave=False)
+        bar = tqdm(
+            batches,
+            total=total,
+            desc=f"epoch {epoch}",
+            unit="batch",
+            leave=False,
+            disable=not self.ctx.is_main,
+        )
         for x, y in bar:
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             with self._autocast():
-                embeddings = self.model(x)
+                embeddings = self.forward_model(x)
                 proxies = self.plugin.proxies(self.model, x, y)
+                embeddings, y = gather_batch(embeddings, y, self.ctx)  # the global batch
                 loss = self.loss_fn(embeddings, y, proxies)
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(f"loss is {loss.item()} at step {self.step} (epoch {epoch})")

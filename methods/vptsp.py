@@ -131,6 +131,8 @@ def _proxy_pass(backbone: nn.Module, images: torch.Tensor, per_image: torch.Tens
 
 
 class VPTSP(Method):
+    # P and the host prompt bank are updated from each process's own batch.
+    distributed = False
     Options = VPTSPOptions
 
     # -- set-up --------------------------------------------------------------
