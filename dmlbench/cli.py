@@ -312,8 +312,30 @@ def datasets() -> None:
 @click.option("--dry-run", is_flag=True, help="List the grid and what is finished; run nothing.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--output", default=None, help="Override the file's output folder.")
-def sweep(grid_file: Path, dry_run: bool, jobs: int, output: str | None) -> None:
-    """Run a grid of methods × datasets × backbones × seeds; finished runs are skipped."""
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "slurm", "submitit-local"]),
+    default="local",
+    show_default=True,
+    help="local: --jobs processes here; slurm: an array job through submitit; "
+    "submitit-local: submitit's local executor (the Slurm code path, on this machine).",
+)
+@click.option("--slurm-partition", default=None, help="Slurm partition of the array job.")
+@click.option("--gpus-per-run", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--cpus-per-run", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--mem-gb", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--timeout-min", type=click.IntRange(min=1), default=24 * 60, show_default=True)
+@click.option("--array-parallelism", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option(
+    "--submitit-folder",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="submitit's job files and logs. [default: <output>/.submitit]",
+)
+@click.option("--wait", is_flag=True, help="With submitit: wait for the jobs and report them.")
+def sweep(grid_file: Path, dry_run: bool, jobs: int, output: str | None, **submit) -> None:
+    """Run a grid of methods × datasets × backbones × seeds; finished runs are skipped,
+    interrupted ones resumed."""
     from dmlbench.sweep import describe, read_sweep, run_sweep, with_output
 
     planned = read_sweep(grid_file)
@@ -323,12 +345,47 @@ def sweep(grid_file: Path, dry_run: bool, jobs: int, output: str | None) -> None
         for line in describe(planned):
             click.echo(line)
         return
+    if submit["executor"] != "local":
+        _submit_sweep(planned, grid_file, **submit)
+        return
     counts = run_sweep(planned, jobs=jobs, echo=click.echo)
     click.echo(
         f"sweep {grid_file}: {counts['finished']} finished now, {counts['skipped']} already, "
         f"{counts['failed']} failed"
     )
     if counts["failed"]:
+        sys.exit(1)
+
+
+def _submit_sweep(planned, grid_file: Path, executor: str, wait: bool, **options) -> None:
+    from dmlbench.sweep_submitit import SlurmOptions, submit
+
+    if executor == "slurm" and not options["slurm_partition"]:
+        raise UserError("--executor slurm needs --slurm-partition NAME")
+    folder = options.pop("submitit_folder") or Path(planned[0].config.output) / ".submitit"
+    slurm = SlurmOptions(
+        partition=options["slurm_partition"],
+        gpus_per_run=options["gpus_per_run"],
+        cpus_per_run=options["cpus_per_run"],
+        mem_gb=options["mem_gb"],
+        timeout_min=options["timeout_min"],
+        array_parallelism=options["array_parallelism"],
+    )
+    submitted = submit(planned, executor, folder, slurm, echo=click.echo)
+    if not submitted:
+        return
+    if not wait:
+        click.echo(f"`dmlbench sweep {grid_file} --dry-run` shows what has finished")
+        return
+    failed = 0
+    for job in submitted:
+        try:
+            click.echo(f"job {job.job_id}: finished, {job.result()['run_dir']}")
+        except Exception as e:  # noqa: BLE001 - report every job, then exit 1
+            failed += 1
+            last = (str(e).strip().splitlines() or ["(no message)"])[-1]
+            click.echo(f"job {job.job_id}: FAILED ({last}); log in {job.paths.stderr}")
+    if failed:
         sys.exit(1)
 
 

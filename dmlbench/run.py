@@ -357,8 +357,12 @@ def execute(config: RunConfig, echo=print, resume: Path | None = None) -> RunRes
                 echo(_epoch_line(record, spec.recall_ks))
     except BaseException as e:
         e.run_dir = writer.run_dir  # for the one-line message of the CLI
+        # Ctrl-C, or a scheduler's preemption signal: resumable, not a failure.
+        stopped = isinstance(e, KeyboardInterrupt | SystemExit)
         summary.update(
-            status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()
+            status="interrupted" if stopped else "failed",
+            error=f"{type(e).__name__}: {e}",
+            traceback=traceback.format_exc(),
         )
         summary["wall_seconds"] = progress.wall_seconds + wall.elapsed()
         writer.write_summary(summary)

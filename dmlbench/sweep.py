@@ -90,8 +90,9 @@ def finished_keys(output: Path) -> dict[str, Path]:
 
 
 def interrupted_keys(output: Path) -> dict[str, Path]:
-    """config_key → the newest run dir that was killed mid-way (status still
-    "running", or no summary yet): the sweep resumes it rather than starting over."""
+    """config_key → the newest run dir that was killed or interrupted mid-way
+    (status "running" or "interrupted", or no summary yet): the sweep resumes
+    it rather than starting over."""
     return _runs_by_state(output)[1]
 
 
@@ -110,7 +111,7 @@ def _runs_by_state(output: Path) -> tuple[dict[str, Path], dict[str, Path]]:
         key = config_key(config)
         if status == "finished":
             finished[key] = run_dir
-        elif status in (None, "running"):
+        elif status in (None, "running", "interrupted"):
             interrupted[key] = run_dir  # sorted by name = by start time: newest wins
     for key in finished:
         interrupted.pop(key, None)
