@@ -150,3 +150,29 @@ def test_non_finite_loss_is_one_line_and_marks_the_run_failed(tiny_run_args, mon
 
     row = load(tmp_path / "runs").iloc[0]
     assert row["status"] == "failed" and "NonFiniteLoss" in row["error"]
+
+
+def test_non_finite_loss_later_keeps_the_last_good_checkpoint(tiny_run_args, monkeypatch, tmp_path):
+    import torch
+
+    import dmlbench.run
+    from dmlbench.checkpoint import list_checkpoints
+    from dmlbench.losses import ProxyAnchorLoss
+
+    class NanFromStep4(ProxyAnchorLoss):
+        calls = 0
+
+        def forward(self, embeddings, labels, proxies):
+            NanFromStep4.calls += 1
+            loss = super().forward(embeddings, labels, proxies)
+            return loss * float("nan") if NanFromStep4.calls > 4 else loss
+
+    monkeypatch.setattr(dmlbench.run, "ProxyAnchorLoss", NanFromStep4)
+    args = tiny_run_args + ["--epochs", "3", "--checkpoint-every", "1", "--keep-checkpoints", "9"]
+    result = invoke(args)
+    assert result.exit_code == 1 and "loss is nan at step 4 (epoch 2)" in result.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    # Steps 1-4 were good (step 3 ends epoch 1): their checkpoints stay, nothing after.
+    assert [p.name for p in list_checkpoints(run_dir)] == [f"step-{s:09d}.pt" for s in (1, 2, 3, 4)]
+    last = torch.load(list_checkpoints(run_dir)[-1], weights_only=False)
+    assert all(torch.isfinite(v).all() for v in last["model"].values())

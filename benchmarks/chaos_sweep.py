@@ -1,0 +1,162 @@
+"""Crash test of the run store: a sweep whose processes are SIGKILLed at random.
+
+Runs a small sweep on the glyph default twice: once undisturbed, once while a
+killer sends SIGKILL to a random `dmlbench run` worker (and now and then to
+the sweep process itself) at random moments, restarting the sweep until
+every run has finished. Then prints
+
+* runs completed (of the planned grid),
+* results lost: a finished run that later vanished or changed (must be 0),
+* duplicate rows: a grid cell with more than one finished run (must be 0),
+* whether the final table equals the undisturbed sweep's, metric by metric
+  (bit-identical resume makes this exact).
+
+    python benchmarks/chaos_sweep.py --kills 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+GRID = """\
+output: {output}
+base: {{epochs: 2, checkpoint_every: 8, eval_every: 1}}
+methods:
+  - {{label: Linear probe, method: linear-probe}}
+  - {{label: BitFit, method: bitfit}}
+  - {{label: "VPT (L6, N10)", method: vpt, method_options: {{layers: 6, prompts: 10}}}}
+datasets: [glyphs]
+seeds: [0, 1]
+"""
+METRICS = ["recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision"]
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def sweep_command(grid: Path, jobs: int) -> list[str]:
+    return [sys.executable, "-m", "dmlbench", "sweep", str(grid), "--jobs", str(jobs)]
+
+
+def finished_runs(output: Path) -> dict[str, bytes]:
+    """run dir → bytes of its summary, for every finished run."""
+    done = {}
+    for summary in output.glob("*/summary.json"):
+        try:
+            if json.loads(summary.read_text()).get("status") == "finished":
+                done[summary.parent.name] = summary.read_bytes()
+        except (OSError, ValueError):
+            continue
+    return done
+
+
+def table(output: Path) -> dict[tuple, tuple]:
+    """(label, seed) → metrics of its finished run(s); a duplicate cell keeps a list."""
+    cells: dict[tuple, list] = {}
+    for summary in output.glob("*/summary.json"):
+        data = json.loads(summary.read_text())
+        if data.get("status") != "finished":
+            continue
+        config = yaml.safe_load((summary.parent / "config.yaml").read_text())
+        cell = (config["label"], data["seed"])
+        cells.setdefault(cell, []).append(tuple(data["metrics"][m] for m in METRICS))
+    return cells
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="dmlbench-chaos-"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    calm_grid, chaos_grid = work / "calm.yaml", work / "chaos.yaml"
+    calm_grid.write_text(GRID.format(output=work / "calm"))
+    chaos_grid.write_text(GRID.format(output=work / "chaos"))
+    start = time.time()
+    subprocess.run(sweep_command(calm_grid, args.jobs), check=True, env=env,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    calm_seconds = time.time() - start
+    calm = table(work / "calm")
+    print(f"undisturbed sweep: {len(calm)} runs in {calm_seconds:.0f} s")
+
+    kills = {"worker": 0, "sweep": 0}
+    seen: dict[str, bytes] = {}
+    lost: set[str] = set()
+    restarts = 0
+    start = time.time()
+    while True:
+        sweep = subprocess.Popen(sweep_command(chaos_grid, args.jobs), env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        stop = threading.Event()
+
+        def killer(sweep=sweep, stop=stop) -> None:
+            while not stop.is_set() and sum(kills.values()) < args.kills:
+                time.sleep(rng.uniform(1.0, 12.0))
+                if stop.is_set() or sweep.poll() is not None:
+                    return
+                workers = children(sweep.pid)
+                if rng.random() < 0.15 or not workers:  # now and then the sweep itself
+                    sweep.send_signal(signal.SIGKILL)
+                    for pid in workers:
+                        os.kill(pid, signal.SIGKILL)
+                    kills["sweep"] += 1
+                    return
+                os.kill(rng.choice(workers), signal.SIGKILL)
+                kills["worker"] += 1
+
+        thread = threading.Thread(target=killer, daemon=True)
+        thread.start()
+        sweep.wait()
+        stop.set()
+        thread.join()
+        now = finished_runs(work / "chaos")
+        lost |= {run for run, text in seen.items() if now.get(run) != text}
+        seen.update(now)
+        if len(table(work / "chaos")) == len(calm) and sweep.returncode == 0:
+            break
+        restarts += 1
+    chaos = table(work / "chaos")
+    duplicates = sum(len(v) - 1 for v in chaos.values())
+    equal = {cell: values[0] for cell, values in chaos.items()} == {
+        cell: values[0] for cell, values in calm.items()
+    }
+    print(f"chaos sweep: {sum(kills.values())} SIGKILLs ({kills['worker']} run workers, "
+          f"{kills['sweep']} sweep processes), {restarts} sweep restarts, "
+          f"{time.time() - start:.0f} s")  # fmt: skip
+    print(f"runs completed: {len(chaos)} of {len(calm)}")
+    print(f"results lost: {len(lost)}")
+    print(f"duplicate rows: {duplicates}")
+    print(f"final table equals the undisturbed sweep's: {'yes' if equal else 'NO'}")
+    print(f"(run directories under {work})")
+    if lost or duplicates or not equal or len(chaos) != len(calm):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
