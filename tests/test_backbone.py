@@ -74,6 +74,5 @@ def test_shipped_backbone_beats_random_init_on_unseen_classes():
     torch.manual_seed(0)
     random_r1 = _test_class_r1(create_backbone(GLYPH_BACKBONE, None).eval())
     shipped_r1 = _test_class_r1(create_backbone(GLYPH_BACKBONE, "pretrained").eval())
-    # Measured at commit time: 0.21 vs 0.066 (the shipped backbone is short-trained:
-    # 3.5% top-1 on its 1,000 pretraining classes after 22 CPU minutes).
-    assert shipped_r1 >= 2.5 * random_r1 and shipped_r1 >= random_r1 + 0.10, (shipped_r1, random_r1)
+    # Measured at commit time (10 images per test class, eval style): 0.561 vs 0.050.
+    assert shipped_r1 >= 5 * random_r1 and shipped_r1 >= random_r1 + 0.40, (shipped_r1, random_r1)

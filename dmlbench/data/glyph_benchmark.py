@@ -4,13 +4,26 @@ from __future__ import annotations
 
 from dmlbench.backbone import GLYPH_BACKBONE
 from dmlbench.data.glyph_classes import shipped_class_lists
-from dmlbench.data.glyphs import GlyphPartConfig, ensure_part
+from dmlbench.data.glyphs import GlyphPartConfig, GlyphStyle, ensure_part
 from dmlbench.data.image_list import ImageRecord, read_csv_records
 from dmlbench.data.spec import DatasetSpec, Recipe, register_dataset
 from dmlbench.data.transforms import TransformSpec
 from dmlbench.paths import cache_root
 
 IMAGES_PER_CLASS = 40
+# The train/test classes are rendered harder than the pretraining classes
+# (the shipped backbone saw clean glyphs): a stray stroke, a small occluder,
+# blur, more jitter. On the clean style an untrained head on the backbone
+# already reached R@1 0.993 on the test classes and nothing could improve it;
+# here it starts at 0.65 and fine-tuning has room (as from ImageNet to CUB).
+EVAL_STYLE = GlyphStyle(
+    max_rotation_deg=20.0,
+    max_shift_px=5.0,
+    font_size_jitter=0.2,
+    clutter_strokes=1,
+    max_occlusion=0.06,
+    max_blur=0.8,
+)
 
 
 @register_dataset("glyphs")
@@ -33,7 +46,7 @@ class GlyphDataset(DatasetSpec):
     )
 
     def __init__(self, images_per_class: int = IMAGES_PER_CLASS):
-        self.part = GlyphPartConfig("eval", images_per_class)
+        self.part = GlyphPartConfig("eval", images_per_class, style=EVAL_STYLE)
 
     @property
     def num_train_classes(self) -> int:
