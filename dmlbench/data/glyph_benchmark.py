@@ -40,7 +40,7 @@ class GlyphDataset(DatasetSpec):
         batch_size=64,
         images_per_class=4,
         optimizer="adamw",
-        lr=1e-4,
+        lr=3e-4,  # full FT: R@1 0.781 at 3e-4 vs 0.756 at 1e-4 (8 epochs, seed 0)
         proxy_lr=1e-2,
         weight_decay=1e-4,
     )
