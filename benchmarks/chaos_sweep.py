@@ -32,10 +32,9 @@ import yaml
 
 GRID = """\
 output: {output}
-base: {{epochs: 2, checkpoint_every: 8, eval_every: 1}}
+base: {{epochs: 2, checkpoint_every: 10}}
 methods:
   - {{label: Linear probe, method: linear-probe}}
-  - {{label: BitFit, method: bitfit}}
   - {{label: "VPT (L6, N10)", method: vpt, method_options: {{layers: 6, prompts: 10}}}}
 datasets: [glyphs]
 seeds: [0, 1]

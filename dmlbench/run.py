@@ -273,6 +273,7 @@ def execute(config: RunConfig, echo=print, resume: Path | None = None) -> RunRes
     if resumed is not None:
         check_backbone(model, resumed, writer.run_dir)
         progress = _restore(resumed, model, optimizer, scheduler, trainer, sampler)
+        generator.set_state(resumed["generator"])
     writer.restore_epochs(progress.history)
     echo(
         f"run {writer.run_dir}: {config.method} on {spec.name}, backbone {config.backbone}, "

@@ -117,7 +117,7 @@ def test_checkpoints_hold_only_what_trains_and_keep_the_newest(glyph_folder, tmp
     # VPT on the glyph ViT: the deep prompts, the head and the proxies; no backbone tensor.
     assert sorted(state) == [
         "backbone.vpt_prompts.tokens",
-        "head.linear.bias", "head.linear.weight", "head.norm.bias", "head.norm.weight",
+        "head.norm.bias", "head.norm.weight", "head.proj.bias", "head.proj.weight",
         "proxies",
     ]  # fmt: skip
     assert not any(k.startswith("backbone.blocks") for k in state)
