@@ -92,6 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="dmlbench-chaos-"))
+    work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     calm_grid, chaos_grid = work / "calm.yaml", work / "chaos.yaml"

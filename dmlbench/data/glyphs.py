@@ -14,10 +14,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +179,16 @@ def _render_class(args) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _render_pool(workers: int):
+    """A process pool for rendering. Fork where the OS has it: spawn re-imports
+    the caller's ``__main__``, so a user script without an ``if __name__ ==
+    "__main__"`` guard would run again in every worker. Rendering uses PIL
+    and NumPy only, so forking a process that has imported torch is safe."""
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    return context.Pool(workers)
+
+
 def ensure_part(
     config: GlyphPartConfig, root: Path | None = None, workers: int | None = None
 ) -> Path:
@@ -196,11 +206,13 @@ def ensure_part(
         for cp in cps
     ]
     workers = workers or min(2, os.cpu_count() or 1)
+    if multiprocessing.parent_process() is not None:
+        workers = 1  # already a worker process: never a pool inside a pool
     rows: list[tuple[str, str, str]] = []
     desc = f"rendering glyphs ({config.part})"
     with tqdm(total=len(jobs) * config.images_per_class, desc=desc, unit="img") as bar:
         if workers > 1:
-            with get_context("spawn").Pool(workers) as pool:
+            with _render_pool(workers) as pool:
                 for class_rows in pool.imap(_render_class, jobs, chunksize=8):
                     rows += class_rows
                     bar.update(len(class_rows))
