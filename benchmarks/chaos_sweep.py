@@ -54,6 +54,18 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def kill_moment(pid: int, output: Path) -> str:
+    """Where the run of worker ``pid`` stands: the newest run directory it may own."""
+    started = Path(f"/proc/{pid}").stat().st_mtime
+    mine = [d for d in output.glob("*/") if d.stat().st_mtime >= started - 1]
+    if not mine:
+        return "before its run directory"
+    newest = max(mine, key=lambda d: d.stat().st_mtime)
+    if list((newest / "checkpoints").glob("step-*.pt")):
+        return "after a checkpoint"
+    return "before a checkpoint"
+
+
 def sweep_command(grid: Path, jobs: int) -> list[str]:
     return [sys.executable, "-m", "dmlbench", "sweep", str(grid), "--jobs", str(jobs)]
 
@@ -88,6 +100,7 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-wait", type=float, default=60.0, help="most seconds between kills")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -99,13 +112,15 @@ def main() -> None:
     calm_grid.write_text(GRID.format(output=work / "calm"))
     chaos_grid.write_text(GRID.format(output=work / "chaos"))
     start = time.time()
-    subprocess.run(sweep_command(calm_grid, args.jobs), check=True, env=env,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        sweep_command(calm_grid, args.jobs), check=True, env=env, stdout=subprocess.DEVNULL
+    )  # fmt: skip  (finished runs are skipped)
     calm_seconds = time.time() - start
     calm = table(work / "calm")
-    print(f"undisturbed sweep: {len(calm)} runs in {calm_seconds:.0f} s")
+    print(f"undisturbed sweep: {len(calm)} runs ({calm_seconds:.0f} s this time)")
 
     kills = {"worker": 0, "sweep": 0}
+    moments = {"before its run directory": 0, "before a checkpoint": 0, "after a checkpoint": 0}
     seen: dict[str, bytes] = {}
     lost: set[str] = set()
     restarts = 0
@@ -117,7 +132,8 @@ def main() -> None:
 
         def killer(sweep=sweep, stop=stop) -> None:
             while not stop.is_set() and sum(kills.values()) < args.kills:
-                time.sleep(rng.uniform(1.0, 12.0))
+                # Spread over a run's life (about a minute here), not its start-up.
+                time.sleep(rng.uniform(3.0, args.max_wait))
                 if stop.is_set() or sweep.poll() is not None:
                     return
                 workers = children(sweep.pid)
@@ -127,7 +143,9 @@ def main() -> None:
                         os.kill(pid, signal.SIGKILL)
                     kills["sweep"] += 1
                     return
-                os.kill(rng.choice(workers), signal.SIGKILL)
+                victim = rng.choice(workers)
+                moments[kill_moment(victim, work / "chaos")] += 1
+                os.kill(victim, signal.SIGKILL)
                 kills["worker"] += 1
 
         thread = threading.Thread(target=killer, daemon=True)
@@ -149,6 +167,11 @@ def main() -> None:
     print(f"chaos sweep: {sum(kills.values())} SIGKILLs ({kills['worker']} run workers, "
           f"{kills['sweep']} sweep processes), {restarts} sweep restarts, "
           f"{time.time() - start:.0f} s")  # fmt: skip
+    print("worker kills by moment: " + ", ".join(f"{v} {k}" for k, v in moments.items()))
+    resumes = sum(
+        json.loads(p.read_text()).get("resumed", 0) for p in (work / "chaos").glob("*/summary.json")
+    )
+    print(f"resumes from a checkpoint: {resumes}")
     print(f"runs completed: {len(chaos)} of {len(calm)}")
     print(f"results lost: {len(lost)}")
     print(f"duplicate rows: {duplicates}")
