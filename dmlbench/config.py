@@ -112,8 +112,9 @@ def make_config(yaml_path: Path | None, overrides: dict[str, Any]) -> RunConfig:
 
 
 def resolve(config: RunConfig, dataset: DatasetSpec) -> RunConfig:
-    """Fill every unset key from the dataset's recipe and check batch composition."""
-    recipe = dataclasses.asdict(dataset.recipe)
+    """Fill every unset key from the dataset's recipe (as it reads for the
+    config's method) and check batch composition."""
+    recipe = dataset.recipe.defaults_for(config.method)
     filled = {k: v for k, v in recipe.items() if getattr(config, k) is None}
     resolved = dataclasses.replace(config, **filled)
     if resolved.batch_size % resolved.images_per_class:

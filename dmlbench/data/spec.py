@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from dmlbench.data.image_list import ImageRecord
 from dmlbench.data.transforms import TransformSpec
@@ -30,6 +30,15 @@ class Recipe:
     lr: float = 5e-3
     proxy_lr: float = 0.1
     weight_decay: float = 1e-6
+    # Settings one method needs on this dataset (method name → run-config keys),
+    # as papers tune some settings per method; they still yield to a flag or YAML.
+    per_method: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def defaults_for(self, method: str) -> dict[str, Any]:
+        """The recipe's run-config defaults as ``method`` gets them."""
+        values = {k: v for k, v in self.__dict__.items() if k != "per_method"}
+        values.update(self.per_method.get(method, {}))
+        return values
 
 
 class DatasetSpec:
