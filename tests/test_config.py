@@ -16,10 +16,31 @@ def test_yaml_then_cli_override(tmp_path):
 
 
 def test_recipe_fills_unset_keys():
-    config = resolve(RunConfig(epochs=2), get_dataset("glyphs"))
+    config = resolve(RunConfig(method="full-ft", epochs=2), get_dataset("glyphs"))
     recipe = get_dataset("glyphs").recipe
     assert config.epochs == 2
     assert config.lr == recipe.lr and config.backbone == recipe.backbone
+
+
+def test_recipe_settings_for_one_method_yield_to_explicit_values():
+    glyphs = get_dataset("glyphs")
+    probe = resolve(RunConfig(method="linear-probe"), glyphs)
+    assert (probe.lr, probe.images_per_class) == (3e-3, 1)
+    full = resolve(RunConfig(method="full-ft"), glyphs)
+    assert (full.lr, full.images_per_class) == (glyphs.recipe.lr, glyphs.recipe.images_per_class)
+    explicit = resolve(RunConfig(method="linear-probe", lr=1e-4, images_per_class=4), glyphs)
+    assert (explicit.lr, explicit.images_per_class) == (1e-4, 4)
+
+
+@pytest.mark.parametrize("name", ["glyphs", "cub", "cars", "sop", "inshop"])
+def test_shipped_per_method_recipe_settings_name_real_methods_and_keys(name):
+    from dmlbench.config import CONFIG_KEYS
+    from dmlbench.registry import method_names
+
+    for method, settings in get_dataset(name).recipe.per_method.items():
+        assert method in method_names()
+        assert set(settings) <= set(CONFIG_KEYS)
+        resolve(RunConfig(method=method), get_dataset(name))  # batch composition holds
 
 
 def test_weights_none_means_random_init():
