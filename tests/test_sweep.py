@@ -98,3 +98,23 @@ def test_every_shipped_sweep_builds(name, runs):
         with torch.device("meta"):
             model = build_model(c.backbone, None, c.embedding_dim, classes)
         get_method(c.method).from_values(c.method_options).setup(model)
+
+
+def test_committed_reference_result_matches_its_grid():
+    """results/table1-glyphs/ is regenerated from benchmarks/table1-glyphs.yaml: every
+    row of the grid, with all its seeds and nothing else, so an edited grid without a
+    new report fails here."""
+    from collections import Counter
+    from pathlib import Path
+
+    import pandas as pd
+
+    root = Path(__file__).parents[1]
+    planned = read_sweep(root / "benchmarks" / "table1-glyphs.yaml")
+    expected = Counter(run.config.label for run in planned)
+    table = pd.read_csv(root / "results" / "table1-glyphs" / "report.csv")
+    assert dict(zip(table["row"], table["n"], strict=True)) == dict(expected)
+    markdown = (root / "results" / "table1-glyphs" / "report.md").read_text()
+    for row, r1 in zip(table["row"], table["metrics.recall@1:mean"], strict=True):
+        line = next(x for x in markdown.splitlines() if x.startswith(f"| {row} |"))
+        assert f"| {100 * r1:.1f} ± " in line
