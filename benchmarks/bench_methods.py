@@ -97,7 +97,8 @@ def main() -> None:
     unknown = sorted(set(args.rows or []) - {r[0] for r in ROWS})
     if unknown:
         valid = ", ".join(repr(r[0]) for r in ROWS)
-        sys.exit(f"--rows: unknown row {unknown[0]!r}; valid rows: {valid}")
+        print(f"--rows: unknown row {unknown[0]!r}; valid rows: {valid}", file=sys.stderr)
+        sys.exit(2)
     chosen = [r for r in ROWS if args.rows is None or r[0] in {"full-ft", *args.rows}]
     forwarded = [a for a in sys.argv[1:] if a not in (args.rows or []) and a != "--rows"]
     for label, method, options in chosen:
