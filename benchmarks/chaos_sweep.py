@@ -114,7 +114,7 @@ def main() -> None:
     start = time.time()
     subprocess.run(
         sweep_command(calm_grid, args.jobs), check=True, env=env, stdout=subprocess.DEVNULL
-    )  # fmt: skip  (finished runs are skipped)
+    )
     calm_seconds = time.time() - start
     calm = table(work / "calm")
     print(f"undisturbed sweep: {len(calm)} runs ({calm_seconds:.0f} s this time)")
