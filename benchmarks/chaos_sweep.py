@@ -1,9 +1,9 @@
 """Crash test of the run store: a sweep whose processes are SIGKILLed at random.
 
-Runs a small sweep on the glyph default twice: once undisturbed, once while a
-killer sends SIGKILL to a random `dmlbench run` worker (and now and then to
-the sweep process itself) at random moments, restarting the sweep until
-every run has finished. Then prints
+Runs a small sweep on the glyph default, at the recipe's own epochs, twice:
+once undisturbed, once while a killer sends SIGKILL to a random `dmlbench run`
+worker (and now and then to the sweep process itself) at random moments,
+restarting the sweep until every run has finished. Then prints
 
 * runs completed (of the planned grid),
 * results lost: a finished run that later vanished or changed (must be 0),
@@ -32,7 +32,7 @@ import yaml
 
 GRID = """\
 output: {output}
-base: {{epochs: 2, checkpoint_every: 10}}
+base: {{checkpoint_every: 50}}  # the recipe's epochs (8 on the glyphs)
 methods:
   - {{label: Linear probe, method: linear-probe}}
   - {{label: "VPT (L6, N10)", method: vpt, method_options: {{layers: 6, prompts: 10}}}}
@@ -54,14 +54,17 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def kill_moment(pid: int, output: Path) -> str:
-    """Where the run of worker ``pid`` stands: the newest run directory it may own."""
-    started = Path(f"/proc/{pid}").stat().st_mtime
-    mine = [d for d in output.glob("*/") if d.stat().st_mtime >= started - 1]
-    if not mine:
-        return "before its run directory"
-    newest = max(mine, key=lambda d: d.stat().st_mtime)
-    if list((newest / "checkpoints").glob("step-*.pt")):
+def kill_moment(pid: int) -> str:
+    """Where the run of worker ``pid`` stands (its run directory is on its command line,
+    ``dmlbench run --resume DIR``: the sweep creates the directory before the process)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        run_dir = Path(argv[argv.index(b"--resume") + 1].decode())
+    except (OSError, ValueError, IndexError):
+        return "before a checkpoint"
+    if not (run_dir / "summary.json").exists():
+        return "before its first summary"
+    if list((run_dir / "checkpoints").glob("step-*.pt")):
         return "after a checkpoint"
     return "before a checkpoint"
 
@@ -100,7 +103,7 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-wait", type=float, default=60.0, help="most seconds between kills")
+    parser.add_argument("--max-wait", type=float, default=90.0, help="most seconds between kills")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -120,7 +123,7 @@ def main() -> None:
     print(f"undisturbed sweep: {len(calm)} runs ({calm_seconds:.0f} s this time)")
 
     kills = {"worker": 0, "sweep": 0}
-    moments = {"before its run directory": 0, "before a checkpoint": 0, "after a checkpoint": 0}
+    moments = {"before its first summary": 0, "before a checkpoint": 0, "after a checkpoint": 0}
     seen: dict[str, bytes] = {}
     lost: set[str] = set()
     restarts = 0
@@ -132,7 +135,7 @@ def main() -> None:
 
         def killer(sweep=sweep, stop=stop) -> None:
             while not stop.is_set() and sum(kills.values()) < args.kills:
-                # Spread over a run's life (about a minute here), not its start-up.
+                # Spread over a run's life (minutes here), not its start-up.
                 time.sleep(rng.uniform(3.0, args.max_wait))
                 if stop.is_set() or sweep.poll() is not None:
                     return
@@ -144,7 +147,7 @@ def main() -> None:
                     kills["sweep"] += 1
                     return
                 victim = rng.choice(workers)
-                moments[kill_moment(victim, work / "chaos")] += 1
+                moments[kill_moment(victim)] += 1
                 os.kill(victim, signal.SIGKILL)
                 kills["worker"] += 1
 

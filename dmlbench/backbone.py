@@ -7,8 +7,6 @@ pretrained=True)`` works anywhere dmlbench is imported.
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass
 from functools import partial
 from importlib import resources
@@ -114,12 +112,22 @@ def vit_glyph_patch8_48(pretrained: bool = False, **kwargs) -> VisionTransformer
     )
 
 
-def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+def hub_unreachable_reason(repo_id: str, timeout: float = 10.0) -> str | None:
+    """Why the Hugging Face hub cannot serve ``repo_id`` now (None: it can).
+
+    Asked through huggingface_hub's own client, so ``HF_HUB_OFFLINE``, proxies
+    (``HTTPS_PROXY``), mirrors (``HF_ENDPOINT``) and tokens apply exactly as
+    for the download itself; one metadata request with a timeout fails in
+    seconds where timm's download would retry for ~47 s.
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+        get_hf_file_metadata(hf_hub_url(repo_id, "model.safetensors"), timeout=timeout)
+    except Exception as e:  # noqa: BLE001 - offline mode, transport, HTTP: all mean "not now"
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        return f"{type(e).__name__}: {first}"
+    return None
 
 
 def create_backbone(name: str, weights: str | None) -> nn.Module:
@@ -166,11 +174,12 @@ def _create_pretrained(name: str, kwargs: dict) -> nn.Module:
     if cached is not None:
         overlay = dict(file=cached, custom_load=False)
         return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable():
+    reason = hub_unreachable_reason(cfg.hf_hub_id) if cfg is not None and cfg.hf_hub_id else None
+    if reason is not None:
         raise UserError(
-            f"backbone {name}: pretrained weights are not in the local cache and the hub is not "
-            f"reachable; download them elsewhere and pass --weights FILE (.safetensors/.pth), "
-            f"or use --weights none for random init"
+            f"backbone {name}: pretrained weights are not in the local cache and the hub cannot "
+            f"serve them ({reason}); download them elsewhere and pass --weights FILE "
+            f"(.safetensors/.pth), or use --weights none for random init"
         )
     return timm.create_model(name, pretrained=True, **kwargs)
 

@@ -17,7 +17,6 @@ import hashlib
 import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dmlbench.atomic import atomic_open
 from dmlbench.errors import UserError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -89,17 +89,9 @@ def save_checkpoint(run_dir: Path, global_step: int, payload: dict[str, Any], ke
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step-{global_step:09d}.pt"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            fault_point("checkpoint-write")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(payload, f)
+        fault_point("checkpoint-write")
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return path

@@ -333,7 +333,22 @@ def datasets() -> None:
     help="submitit's job files and logs. [default: <output>/.submitit]",
 )
 @click.option("--wait", is_flag=True, help="With submitit: wait for the jobs and report them.")
-def sweep(grid_file: Path, dry_run: bool, jobs: int, output: str | None, **submit) -> None:
+@click.option(
+    "--stall-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Stop a run that made no progress (no training step, no evaluation batch) for "
+    "SECONDS and report it as stalled; it stays resumable. [default: off]",
+)
+def sweep(
+    grid_file: Path,
+    dry_run: bool,
+    jobs: int,
+    output: str | None,
+    stall_timeout: float | None,
+    **submit,
+) -> None:
     """Run a grid of methods × datasets × backbones × seeds; finished runs are skipped,
     interrupted ones resumed."""
     from dmlbench.sweep import describe, read_sweep, run_sweep, with_output
@@ -348,12 +363,13 @@ def sweep(grid_file: Path, dry_run: bool, jobs: int, output: str | None, **submi
     if submit["executor"] != "local":
         _submit_sweep(planned, grid_file, **submit)
         return
-    counts = run_sweep(planned, jobs=jobs, echo=click.echo)
+    counts = run_sweep(planned, jobs=jobs, echo=click.echo, stall_timeout=stall_timeout)
     click.echo(
         f"sweep {grid_file}: {counts['finished']} finished now, {counts['skipped']} already, "
         f"{counts['failed']} failed"
+        + (f", {counts['stalled']} stalled" if counts["stalled"] else "")
     )
-    if counts["failed"]:
+    if counts["failed"] or counts["stalled"]:
         sys.exit(1)
 
 

@@ -69,7 +69,44 @@ def _convert(value: Any, annotation: Any) -> Any:
             raise ValueError("must be a number") from None
     if annotation is str:
         return str(value)
-    return value
+    if origin in (list, tuple):
+        return _convert_sequence(value, origin, typing.get_args(annotation))
+    if origin is dict or annotation is dict:
+        if not isinstance(value, Mapping):
+            raise ValueError("must be a mapping (in YAML: {key: value, …})")
+        return dict(value)
+    if annotation is Any:
+        return value
+    raise ValueError(
+        f"has type {_type_name(annotation)}, which dmlbench cannot read from a value; "
+        "declare it as bool, int, float, str, a Literal, or a list of those"
+    )
+
+
+def _convert_sequence(value: Any, origin: type, args: tuple) -> list | tuple:
+    """``1,2,3``, ``[1, 2, 3]`` (text) or a YAML list → a list/tuple of the item type."""
+    items = value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import yaml
+
+            try:
+                items = yaml.safe_load(text)
+            except yaml.YAMLError:
+                raise ValueError("must be a list such as [1, 2] or 1,2") from None
+        else:
+            items = [part.strip() for part in text.split(",")] if text else []
+    if not isinstance(items, list | tuple):
+        raise ValueError("must be a list such as [1, 2] or 1,2")
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(items) != len(args):
+            raise ValueError(f"must have exactly {len(args)} items")
+        converted = [_convert(v, a) for v, a in zip(items, args, strict=True)]
+    else:
+        item_type = args[0] if args else Any
+        converted = [_convert(v, item_type) for v in items]
+    return tuple(converted) if origin is tuple else converted
 
 
 def parse_key_values(pairs: Iterable[str]) -> dict[str, str]:
@@ -119,4 +156,9 @@ def _type_name(annotation: Any) -> str:
         return f"{_type_name(args[0])} or none"
     if origin is typing.Literal:
         return "|".join(map(str, typing.get_args(annotation)))
+    if origin in (list, tuple):
+        items = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        return f"list of {_type_name(items[0])}" if items else "list"
+    if origin is not None:
+        return str(annotation).replace("typing.", "")
     return getattr(annotation, "__name__", str(annotation))

@@ -9,7 +9,6 @@ timm config, command, seed, data fingerprint, epochs and final accuracy.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from dataclasses import asdict
@@ -19,14 +18,14 @@ import timm
 import torch
 from safetensors.torch import save_file
 from torch import nn
-from tqdm import tqdm
 
-from dmlbench.atomic import write_json_atomic
+from dmlbench.atomic import atomic_path, write_json_atomic
 from dmlbench.backbone import GLYPH_BACKBONE, GLYPH_BACKBONE_KWARGS, fold_stem_norms
 from dmlbench.data.glyphs import GlyphPartConfig, ensure_part, fingerprint_id
 from dmlbench.data.image_list import ImageListDataset, read_csv_records
 from dmlbench.data.transforms import TransformSpec, train_transform
 from dmlbench.pretrain_config import PretrainConfig
+from dmlbench.progress import progress
 from dmlbench.seeding import seed_everything
 from dmlbench.trainer import cosine_schedule
 
@@ -68,7 +67,7 @@ def pretrain(config: PretrainConfig, output: Path, command: str) -> dict:
         model.train()
         correct = seen = 0
         loss_sum = 0.0
-        bar = tqdm(loader, desc=f"pretrain epoch {epoch + 1}/{config.epochs}", unit="batch")
+        bar = progress(loader, desc=f"pretrain epoch {epoch + 1}/{config.epochs}", unit="batch")
         for images, labels in bar:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
                 logits = model(images)
@@ -126,8 +125,6 @@ def shippable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def save_backbone(model: nn.Module, output: Path, record: dict) -> None:
     state = shippable_state(model)
     model.train()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
-    save_file(state, str(tmp), metadata={"dmlbench_record": json.dumps(record)})
-    os.replace(tmp, output)
+    with atomic_path(output) as tmp:
+        save_file(state, str(tmp), metadata={"dmlbench_record": json.dumps(record)})
     write_json_atomic(output.with_suffix(".json"), record)

@@ -182,11 +182,36 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def _latex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
-                 ("#", r"\#"), ("±", r"$\pm$"), ("—", "--")):  # fmt: skip
-        text = text.replace(a, b)
-    return text
+# Every character LaTeX treats specially in text, and a few non-ASCII ones our
+# labels and cells use, as pdflatex reads them. One pass over the text, so a
+# replacement is never escaped again.
+_LATEX = {
+    "\\": r"\textbackslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "$": r"\$",
+    "&": r"\&",
+    "%": r"\%",
+    "#": r"\#",
+    "_": r"\_",
+    "^": r"\textasciicircum{}",
+    "~": r"\textasciitilde{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+    "±": r"$\pm$",
+    "×": r"$\times$",
+    "≤": r"$\leq$",
+    "≥": r"$\geq$",
+    "→": r"$\rightarrow$",
+    "—": "---",
+    "–": "--",
+}
+
+
+def latex_escape(text: str) -> str:
+    """``text`` as LaTeX typesets it literally (labels are free text: escaped, not forbidden)."""
+    return "".join(_LATEX.get(c, c) for c in text)
 
 
 def _leading_number(cell: str) -> float:
@@ -204,14 +229,14 @@ def to_latex(table: pd.DataFrame, caption: str, best_columns: tuple[str, ...]) -
             values = table[column].map(_leading_number)
             if values.notna().any():
                 best[column] = values.max()
-    header = " & ".join(_latex_escape(str(c)) for c in table.columns) + r" \\"
-    lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{_latex_escape(caption)}}}",
+    header = " & ".join(latex_escape(str(c)) for c in table.columns) + r" \\"
+    lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{latex_escape(caption)}}}",
              r"\begin{tabular}{l" + "r" * (len(table.columns) - 1) + "}", r"\toprule",
              header, r"\midrule"]  # fmt: skip
     for _, row in table.iterrows():
         cells = []
         for column in table.columns:
-            text = _latex_escape(str(row[column]))
+            text = latex_escape(str(row[column]))
             if column in best and _leading_number(row[column]) == best[column]:
                 text = f"\\textbf{{{text}}}"
             cells.append(text)

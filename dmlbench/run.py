@@ -213,6 +213,18 @@ def build_loaders(
     return train_loader, eval_sets, steps_per_epoch
 
 
+def create_run_dir(config: RunConfig) -> Path:
+    """A new run directory under ``config.output`` holding the resolved config.
+
+    ``dmlbench sweep`` creates it before starting the run's process (which then
+    continues it with ``--resume``), so the run's log file can live inside it.
+    """
+    dataset = config.dataset.replace(":", "_").replace("/", "_")
+    run_dir = new_run_dir(Path(config.output), f"{config.method}-{dataset}-s{config.seed}")
+    RunWriter(run_dir).write_config(to_yaml(config))
+    return run_dir
+
+
 def execute(config: RunConfig, echo=print, resume: Path | None = None) -> RunResult:
     """Run ``config``; with ``resume`` (a run directory), continue that run from
     its newest checkpoint (or from the start if it never wrote one)."""
@@ -256,13 +268,14 @@ def execute(config: RunConfig, echo=print, resume: Path | None = None) -> RunRes
         model, method, loss_fn, optimizer, scheduler, device, amp, config.grad_clip, ctx
     )
 
+    device_text = str(device) + (f" ×{ctx.world} processes" if ctx.enabled else "")
     if resume is not None:
         writer = RunWriter(Path(resume), enabled=ctx.is_main)
+        if not (writer.run_dir / "environment.json").exists():  # prepared by `dmlbench sweep`
+            writer.write_environment(device_text)
     elif ctx.is_main:
-        label = f"{config.method}-{config.dataset.replace(':', '_').replace('/', '_')}"
-        writer = RunWriter(new_run_dir(Path(config.output), f"{label}-s{config.seed}"))
-        writer.write_config(to_yaml(config))
-        writer.write_environment(str(device) + (f" ×{ctx.world} processes" if ctx.enabled else ""))
+        writer = RunWriter(create_run_dir(config))
+        writer.write_environment(device_text)
         distributed.broadcast(str(writer.run_dir), ctx)
     else:
         writer = RunWriter(Path(distributed.broadcast(None, ctx)), enabled=False)

@@ -17,25 +17,34 @@ The file::
 A combination counts as done when a finished run with the same resolved
 config (``config_key``) is in the output folder, so a sweep stopped at any
 moment continues where it was. Each run is a separate ``dmlbench run``
-process: one failing (or killed) run never takes the sweep down.
+process: one failing (or killed) run never takes the sweep down. The sweep
+creates the run's directory first, and the process writes its output to
+``run.log`` inside it (appended when the run is resumed), never to a pipe.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
-import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from dmlbench.config import RunConfig, config_key, make_config, read_yaml, to_yaml
+from dmlbench.atomic import write_json_atomic
+from dmlbench.config import RunConfig, config_key, make_config, read_yaml
 from dmlbench.errors import UserError
+from dmlbench.progress import HEARTBEAT_ENV, LOG_LINE
+
+LOG_NAME = "run.log"  # each run's stdout and stderr, appended across resumes
+HEARTBEAT_NAME = ".heartbeat"  # touched while the run makes progress
 
 GRID_KEYS = {"output", "base", "methods", "datasets", "backbones", "seeds"}
 
@@ -128,11 +137,113 @@ def _result_line(run_dir: Path | None) -> str:
         return ""
 
 
+def run_command(run_dir: Path) -> list[str]:
+    """The process that runs one prepared run directory (fresh or interrupted)."""
+    return [sys.executable, "-m", "dmlbench", "run", "--resume", str(run_dir)]
+
+
+@dataclass
+class Attempt:
+    """How one run of the sweep went this time."""
+
+    run_dir: Path
+    returncode: int | None
+    seconds: float
+    stalled: bool = False
+
+    @property
+    def log(self) -> Path:
+        return self.run_dir / LOG_NAME
+
+
+def _prepare_dir(run: PlannedRun) -> tuple[Path, bool]:
+    """The run's directory: the interrupted one to continue, or a new one (config written)."""
+    from dmlbench.run import create_run_dir
+
+    interrupted = interrupted_keys(Path(run.config.output)).get(run.key)
+    if interrupted is not None:
+        return interrupted, True
+    return create_run_dir(run.config), False
+
+
+def _attempt(run_dir: Path, resumed: bool, stall_timeout: float | None) -> Attempt:
+    """Run the directory's process with its output appended to ``run.log`` (a file:
+    a pipe nobody reads fills up and blocks the run), stopping it if no progress
+    (heartbeat) was seen for ``stall_timeout`` seconds."""
+    heartbeat = run_dir / HEARTBEAT_NAME
+    env = {**os.environ, HEARTBEAT_ENV: str(heartbeat)}
+    start = time.time()
+    with open(run_dir / LOG_NAME, "a", encoding="utf-8") as log:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        log.write(f"=== {stamp} dmlbench sweep: {'resumed' if resumed else 'started'} ===\n")
+        log.flush()
+        process = subprocess.Popen(
+            run_command(run_dir), stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+        while True:
+            try:
+                returncode = process.wait(timeout=_poll_seconds(stall_timeout))
+                return Attempt(run_dir, returncode, time.time() - start)
+            except subprocess.TimeoutExpired:
+                last = max(start, _mtime(heartbeat))
+                if stall_timeout is not None and time.time() - last > stall_timeout:
+                    _stop(process)
+                    log.write(
+                        f"=== dmlbench sweep: stopped, no progress for {stall_timeout:g} s ===\n"
+                    )
+                    return Attempt(run_dir, process.returncode, time.time() - start, stalled=True)
+
+
+def _poll_seconds(stall_timeout: float | None) -> float | None:
+    return None if stall_timeout is None else min(5.0, max(0.1, stall_timeout / 4))
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL: the run stays resumable from its last checkpoint."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def last_meaningful_line(log: Path) -> str:
+    """The last line of ``log`` that is neither blank, progress nor a sweep marker."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    for line in reversed(lines):
+        text = line.strip()
+        if text and not text.startswith("===") and not LOG_LINE.search(text):
+            return text
+    return "(no message)"
+
+
+def _record_failure(attempt: Attempt, message: str) -> None:
+    """A run that failed before writing its summary (bad option, unreadable data)
+    gets one saying so, so it is listed as failed and not resumed as interrupted."""
+    summary = attempt.run_dir / "summary.json"
+    if not summary.exists():
+        write_json_atomic(summary, {"status": "failed", "error": message, "log": LOG_NAME})
+
+
 def run_sweep(
-    planned: list[PlannedRun], jobs: int = 1, echo: Callable[[str], None] = print
+    planned: list[PlannedRun],
+    jobs: int = 1,
+    echo: Callable[[str], None] = print,
+    stall_timeout: float | None = None,
 ) -> dict[str, int]:
     """Run what is not finished yet, ``jobs`` processes at a time; counts by outcome."""
-    outcome = {"skipped": 0, "finished": 0, "failed": 0}
+    outcome = {"skipped": 0, "finished": 0, "failed": 0, "stalled": 0}
     total = len(planned)
     todo: list[tuple[int, PlannedRun]] = []
     for index, run in enumerate(planned, 1):
@@ -142,46 +253,34 @@ def run_sweep(
             echo(f"[{index}/{total}] {run.title}: already finished ({done.name})")
         else:
             todo.append((index, run))
-    with tempfile.TemporaryDirectory(prefix="dmlbench-sweep-") as tmp:
-        running: list[tuple[int, PlannedRun, subprocess.Popen, float]] = []
-        queue: Iterator = iter(todo)
-        while True:
-            while len(running) < jobs and (item := next(queue, None)) is not None:
-                index, run = item
-                interrupted = interrupted_keys(Path(run.config.output)).get(run.key)
-                if interrupted is not None:
-                    echo(f"[{index}/{total}] {run.title}: resuming {interrupted.name}")
-                    args = ["--resume", str(interrupted)]
-                else:
-                    config_file = Path(tmp) / f"{index}.yaml"
-                    config_file.write_text(to_yaml(run.config))
-                    args = ["--config", str(config_file)]
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "dmlbench", "run", *args],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-                running.append((index, run, process, time.time()))
-            if not running:
-                break
-            time.sleep(0.2)
-            for entry in list(running):
-                index, run, process, start = entry
-                if process.poll() is None:
-                    continue
-                running.remove(entry)
-                seconds = time.time() - start
-                stderr = process.stderr.read() if process.stderr else ""
-                run_dir = finished_keys(Path(run.config.output)).get(run.key)
-                if process.returncode == 0 and run_dir is not None:
-                    outcome["finished"] += 1
-                    echo(f"[{index}/{total}] {run.title}: finished in {seconds:.0f} s"
-                         f"{_result_line(run_dir)}")  # fmt: skip
-                else:
-                    outcome["failed"] += 1
-                    last = (stderr.strip().splitlines() or ["(no message)"])[-1]
-                    echo(f"[{index}/{total}] {run.title}: FAILED ({last})")
+    lock = threading.Lock()  # run directories are chosen one at a time; lines stay whole
+
+    def one(index: int, run: PlannedRun) -> None:
+        with lock:
+            run_dir, resumed = _prepare_dir(run)
+            verb = "resuming" if resumed else "started"
+            echo(f"[{index}/{total}] {run.title}: {verb} {run_dir.name}")
+        attempt = _attempt(run_dir, resumed, stall_timeout)
+        finished = finished_keys(Path(run.config.output)).get(run.key) == run_dir
+        with lock:
+            if attempt.stalled:
+                outcome["stalled"] += 1
+                echo(f"[{index}/{total}] {run.title}: STALLED (no progress for "
+                     f"{stall_timeout:g} s; stopped, resumable); log: {attempt.log}")  # fmt: skip
+            elif attempt.returncode == 0 and finished:
+                outcome["finished"] += 1
+                echo(f"[{index}/{total}] {run.title}: finished in {attempt.seconds:.0f} s"
+                     f"{_result_line(run_dir)}")  # fmt: skip
+            else:
+                outcome["failed"] += 1
+                message = last_meaningful_line(attempt.log)
+                if attempt.returncode is not None and attempt.returncode > 0:
+                    _record_failure(attempt, message)
+                echo(f"[{index}/{total}] {run.title}: FAILED ({message}); log: {attempt.log}")
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for future in [pool.submit(one, index, run) for index, run in todo]:
+            future.result()
     return outcome
 
 

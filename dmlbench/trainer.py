@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from dmlbench.distributed import SINGLE, DistContext, gather_batch
 from dmlbench.meter import Stopwatch
+from dmlbench.progress import progress as progress_bar
 
 
 class NonFiniteLoss(RuntimeError):
@@ -97,7 +97,7 @@ class Trainer:
         progress = progress or EpochProgress()
         done_before = progress.seconds
         watch = Stopwatch()
-        bar = tqdm(
+        bar = progress_bar(
             batches,
             total=total,
             desc=f"epoch {epoch}",
@@ -153,7 +153,7 @@ def compute_embeddings(
     model.eval()
     chunks, labels = [], []
     autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
-    for x, y in tqdm(loader, desc="embedding", unit="batch", leave=False):
+    for x, y in progress_bar(loader, desc="embedding", unit="batch", leave=False):
         with autocast:
             chunks.append(model(x.to(device, non_blocking=True)).float().cpu())
         labels.append(torch.as_tensor(y))

@@ -76,3 +76,50 @@ def test_shipped_backbone_beats_random_init_on_unseen_classes():
     shipped_r1 = _test_class_r1(create_backbone(GLYPH_BACKBONE, "pretrained").eval())
     # Measured at commit time (10 images per test class, eval style): 0.561 vs 0.050.
     assert shipped_r1 >= 5 * random_r1 and shipped_r1 >= random_r1 + 0.40, (shipped_r1, random_r1)
+
+
+def _run_probe(env: dict) -> str:
+    import subprocess
+    import sys
+
+    code = "from dmlbench.backbone import hub_unreachable_reason as r; print(r('timm/x'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def test_hub_probe_goes_through_the_users_proxy_and_offline_switch():
+    """The probe asks through huggingface_hub's client: a hub reachable only through an
+    HTTP proxy (a loopback one here, the hub's host does not even resolve) is
+    reachable; HF_HUB_OFFLINE=1 answers at once."""
+    import http.server
+    import os
+    import threading
+
+    requests = []
+
+    class FakeProxy(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):  # what the hub answers for a file's metadata
+            requests.append(self.path)
+            self.send_response(200)
+            self.send_header("ETag", '"0123"')
+            self.send_header("X-Repo-Commit", "0" * 40)
+            self.send_header("Content-Length", "10")
+            self.end_headers()
+
+        do_GET = do_HEAD
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeProxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        env.update(HTTP_PROXY=f"http://127.0.0.1:{server.server_port}")
+        env.update(HF_ENDPOINT="http://hub.invalid")
+        env.pop("HF_HUB_OFFLINE", None)
+        assert _run_probe(env) == "None"
+        assert "http://hub.invalid/timm/x/resolve/main/model.safetensors" in requests
+        assert _run_probe({**env, "HF_HUB_OFFLINE": "1"}).startswith("OfflineModeIsEnabled")
+    finally:
+        server.shutdown()

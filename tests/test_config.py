@@ -97,3 +97,29 @@ def test_unknown_method_option_lists_the_valid_ones(tmp_path):
     assert str(error.value) == (
         "method vpt: unknown option 'layer'; valid options: bias, layers, prompts, init, dropout"
     )
+
+
+def test_list_options_convert_from_text_or_yaml_and_others_fail_in_one_line():
+    from dataclasses import dataclass, field
+
+    from dmlbench.options import build_options, describe_options
+
+    @dataclass
+    class Opts:
+        blocks: list[int] = field(default_factory=list)
+        pair: tuple[float, float] = (0.0, 1.0)
+        when: object = None  # a type options cannot read
+
+    owner = "method demo"
+    assert build_options(Opts, {"blocks": "1,2, 3"}, owner).blocks == [1, 2, 3]
+    assert build_options(Opts, {"blocks": "[4, 5]"}, owner).blocks == [4, 5]
+    assert build_options(Opts, {"blocks": [6]}, owner).blocks == [6]
+    assert build_options(Opts, {"blocks": ""}, owner).blocks == []
+    assert build_options(Opts, {"pair": "0.5,2"}, owner).pair == (0.5, 2.0)
+    with pytest.raises(UserError, match=r"^method demo: option blocks='1,x' must be an integer$"):
+        build_options(Opts, {"blocks": "1,x"}, owner)
+    with pytest.raises(UserError, match="option pair='1' must have exactly 2 items"):
+        build_options(Opts, {"pair": "1"}, owner)
+    with pytest.raises(UserError, match="option when='x' has type object, which dmlbench cannot"):
+        build_options(Opts, {"when": "x"}, owner)
+    assert [row[1] for row in describe_options(Opts)] == ["list of int", "list of float", "object"]

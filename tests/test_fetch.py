@@ -140,6 +140,24 @@ def test_hostile_tar_is_refused_and_nothing_is_written(tmp_path, kind, message):
     assert list(target.iterdir()) == []
 
 
+@pytest.mark.parametrize("has_data_filter", [True, False])
+def test_tar_extracts_with_and_without_pythons_data_filter(tmp_path, monkeypatch, has_data_filter):
+    """Python < 3.10.12 has no extraction filters: the fallback gives the same files and
+    still drops the archive's setuid bit and foreign owner."""
+    path = tmp_path / "plain.tgz"
+    with tarfile.open(path, "w:gz") as tf:
+        info = tarfile.TarInfo("data/file.txt")
+        info.size, info.mode, info.uid, info.gid = 5, 0o4755, 4242, 4242
+        tf.addfile(info, io.BytesIO(b"hello"))
+    if not has_data_filter:
+        monkeypatch.delattr(tarfile, "data_filter")
+    safe_extract(path, tmp_path / "target")
+    extracted = tmp_path / "target" / "data" / "file.txt"
+    assert extracted.read_bytes() == b"hello"
+    assert not extracted.stat().st_mode & 0o4000
+    assert extracted.stat().st_uid != 4242
+
+
 def test_hostile_zip_is_refused(tmp_path):
     archive = tmp_path / "evil.zip"
     with zipfile.ZipFile(archive, "w") as zf:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -90,6 +91,24 @@ def test_latex_is_a_standalone_booktabs_document_with_best_in_bold(runs):
     assert "\\textbf{54.0 $\\pm$ 1.4 (+3.0)}" in text  # best MAP@R
 
 
+def test_latex_escapes_every_special_character_of_a_label():
+    from dmlbench.report import latex_escape
+
+    label = r"VPT_{x}^2 ~50% & #1 $5 a\b ±×"
+    assert latex_escape(label) == (
+        r"VPT\_\{x\}\textasciicircum{}2 \textasciitilde{}50\% \& \#1 \$5 a\textbackslash{}b "
+        r"$\pm$$\times$"
+    )
+    # No special character is left bare: each one that remains opens an escape we wrote.
+    escaped = latex_escape("".join(chr(c) for c in range(32, 127)))
+    bare = escaped
+    for sequence in (r"\textbackslash{}", r"\textasciicircum{}", r"\textasciitilde{}",
+                     r"\textless{}", r"\textgreater{}", r"\textbar{}", r"\{", r"\}", r"\$",
+                     r"\&", r"\%", r"\#", r"\_"):  # fmt: skip
+        bare = bare.replace(sequence, "")
+    assert not set(bare) & set("\\{}$&%#_^~")
+
+
 def test_filter_and_empty_results_are_one_line(runs, tmp_path):
     text = render(runs, "csv", filters={"method": "vpt"})
     assert "Full fine-tuning" not in text and "VPT (L12, N10)" in text
@@ -105,3 +124,23 @@ def test_runs_with_different_metric_sets_show_dashes(runs):
     text = render(runs, "markdown")
     assert "## sop, " in text and "| Linear probe |" in text
     assert "—" in text.split("Table-2 layout")[1]  # cub columns empty for the sop row
+
+
+@pytest.mark.skipif(not shutil.which("pdflatex"), reason="pdflatex not installed")
+def test_latex_report_with_hostile_labels_compiles(tmp_path):
+    """Where pdflatex exists, the escaped document really compiles (the test above
+    checks the escaping itself everywhere)."""
+    import subprocess
+
+    import pandas as pd
+
+    from dmlbench.report import latex_document, to_latex
+
+    label = r"VPT_{x}^2 ~50% & #1 $5 a\b <|> ±× ≤≥→ — –"
+    table = pd.DataFrame({"method": [label], "R@1": ["86.0 ± 1.4"]})
+    (tmp_path / "t.tex").write_text(latex_document([to_latex(table, label, ("R@1",))]))
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -49,11 +50,21 @@ def test_sweep_runs_resumes_and_survives_a_failure(glyph_folder, tmp_path):
     assert sum("finished in" in line for line in lines) == 4
     failed = [line for line in lines if "FAILED" in line]
     assert len(failed) == 2 and "layers=99 exceeds the backbone depth 6" in failed[0]
+    assert failed[0].endswith("/run.log")
     assert lines[-1].endswith("4 finished now, 0 already, 2 failed")
+    # Every run has its own log; a run that failed before its first summary gets
+    # one from the sweep (failed, with the error), so it is not taken for interrupted.
+    statuses = {}
+    for path in (tmp_path / "runs").glob("*/summary.json"):
+        summary = json.loads(path.read_text())
+        statuses.setdefault(summary["status"], []).append(path)
+        assert (path.parent / "run.log").stat().st_size > 0
+    assert len(statuses["finished"]) == 4 and len(statuses["failed"]) == 2
+    error = json.loads(statuses["failed"][0].read_text())["error"]
+    assert "layers=99 exceeds the backbone depth 6" in error
     # A run killed after its last checkpoint: its summary still says "running";
     # the sweep resumes it in place (no second run of the same combination).
-    runs = sorted((tmp_path / "runs").glob("*/summary.json"))
-    assert len(runs) == 4
+    runs = sorted(statuses["finished"])
     summary = json.loads(runs[0].read_text())
     runs[0].write_text(json.dumps({**summary, "status": "running"}))
     dry = runner.invoke(main, ["sweep", grid, "--dry-run"])
@@ -62,9 +73,11 @@ def test_sweep_runs_resumes_and_survives_a_failure(glyph_folder, tmp_path):
     second = runner.invoke(main, ["sweep", grid])
     assert f"resuming {runs[0].parent.name}" in second.output
     assert "1 finished now, 3 already, 2 failed" in second.output
-    assert len(list((tmp_path / "runs").glob("*/summary.json"))) == 4
+    assert len(list((tmp_path / "runs").glob("*/summary.json"))) == 8  # 2 more failed
     resumed = json.loads(runs[0].read_text())
     assert resumed["status"] == "finished" and resumed["metrics"] == summary["metrics"]
+    log = (runs[0].parent / "run.log").read_text()
+    assert log.count("dmlbench sweep: started") == 1 and log.count("dmlbench sweep: resumed") == 1
 
 
 def test_unknown_grid_key_is_one_line(tmp_path):
@@ -118,3 +131,74 @@ def test_committed_reference_result_matches_its_grid():
     for row, r1 in zip(table["row"], table["metrics.recall@1:mean"], strict=True):
         line = next(x for x in markdown.splitlines() if x.startswith(f"| {row} |"))
         assert f"| {100 * r1:.1f} ± " in line
+
+
+def one_run_grid(tmp_path, glyph_folder) -> str:
+    path = Path(grid_file(tmp_path, glyph_folder, "  - {method: linear-probe}\n"))
+    path.write_text(path.read_text().replace("seeds: [0, 1]", "seeds: [0]"))
+    return str(path)
+
+
+def sweep_in_thread(args: list[str], timeout_s: float):
+    """Invoke ``dmlbench sweep`` with a deadline: a hung sweep fails the test, not CI."""
+    import threading
+
+    result = {}
+    thread = threading.Thread(
+        target=lambda: result.update(out=CliRunner().invoke(main, args)), daemon=True
+    )
+    thread.start()
+    thread.join(timeout_s)
+    assert not thread.is_alive(), f"dmlbench sweep did not finish within {timeout_s} s"
+    return result["out"]
+
+
+def test_a_run_writing_megabytes_to_stderr_finishes(glyph_folder, tmp_path, monkeypatch):
+    """The run's output goes to its run.log, not a pipe: a run that writes far more
+    than a pipe holds (64 KiB) cannot block. PYTHONVERBOSE=1 makes the run's Python
+    log every import on stderr (several MB), whatever dmlbench prints itself."""
+    monkeypatch.setenv("PYTHONVERBOSE", "1")
+    out = sweep_in_thread(["sweep", one_run_grid(tmp_path, glyph_folder)], timeout_s=300)
+    assert out.exit_code == 0, out.output
+    assert "1 finished now" in out.output
+    (log,) = (tmp_path / "runs").glob("*/run.log")
+    assert log.stat().st_size > 2 * 2**20
+    assert "\r" not in log.read_text()  # progress as whole lines, no bar redraws
+
+
+def test_a_stalled_run_is_stopped_and_stays_resumable(glyph_folder, tmp_path, monkeypatch):
+    import sys
+
+    import dmlbench.sweep
+
+    grid = one_run_grid(tmp_path, glyph_folder)
+    stuck = [sys.executable, "-c", "import time; print('stuck', flush=True); time.sleep(600)"]
+    monkeypatch.setattr(dmlbench.sweep, "run_command", lambda run_dir: stuck)
+    out = sweep_in_thread(["sweep", grid, "--stall-timeout", "1"], timeout_s=60)
+    assert out.exit_code == 1, out.output
+    assert "STALLED (no progress for 1 s; stopped, resumable)" in out.output
+    assert out.output.strip().endswith("0 finished now, 0 already, 0 failed, 1 stalled")
+    dry = CliRunner().invoke(main, ["sweep", grid, "--dry-run"])
+    assert dry.output.strip().endswith(": to resume")
+
+
+def test_a_slow_run_that_makes_progress_is_not_stalled(glyph_folder, tmp_path, monkeypatch):
+    """Progress is the heartbeat a running step or evaluation batch touches, not output."""
+    import sys
+
+    import dmlbench.sweep
+
+    slow = (
+        "import time\n"
+        "from dmlbench.progress import heartbeat\n"
+        "for _ in range(40):\n"
+        "    heartbeat(); time.sleep(0.1)\n"
+        "print('slow work done', flush=True)\n"
+    )
+    command = lambda run_dir: [sys.executable, "-c", slow]  # noqa: E731
+    monkeypatch.setattr(dmlbench.sweep, "run_command", command)
+    grid = one_run_grid(tmp_path, glyph_folder)
+    out = sweep_in_thread(["sweep", grid, "--stall-timeout", "1.5"], timeout_s=60)
+    assert "STALLED" not in out.output
+    # It exited 0 without finishing a run (it is no run): a failure naming its last line.
+    assert "FAILED (slow work done)" in out.output

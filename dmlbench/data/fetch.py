@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from dmlbench.errors import UserError
+from dmlbench.progress import progress as progress_bar
 
 CHUNK = 1 << 20
 
@@ -77,7 +78,7 @@ def download(source: Source, folder: Path, progress: bool = True) -> Path:
             total = have + int(length) if length else None
             with (
                 open(partial, mode) as out,
-                tqdm(
+                progress_bar(
                     total=total,
                     initial=have,
                     unit="B",
@@ -111,6 +112,21 @@ def _check_member(name: str, is_link: bool, archive: Path) -> None:
         raise UserError(f"{archive}: refusing to extract {name!r} (outside the target folder)")
 
 
+def _extract_tar(tf: tarfile.TarFile, members: list, staging: Path, name: str) -> None:
+    """Extract checked members (regular files and folders only, no escapes).
+
+    Python's "data" filter (3.10.12+, 3.11.4+, 3.12+) also drops ownership and
+    unsafe mode bits; on an older 3.10 the members are extracted one by one
+    without restoring any attribute, which gives the same files.
+    """
+    shown = progress_bar(members, desc=f"extracting {name}", unit="file")
+    if hasattr(tarfile, "data_filter"):
+        tf.extractall(staging, members=shown, filter="data")
+        return
+    for member in shown:
+        tf.extract(member, staging, set_attrs=False)
+
+
 def safe_extract(archive: Path, target: Path) -> None:
     """Extract a .tar(.gz) or .zip into ``target``: all or nothing, no links, no escapes."""
     target.mkdir(parents=True, exist_ok=True)
@@ -121,7 +137,9 @@ def safe_extract(archive: Path, target: Path) -> None:
                 for info in zf.infolist():
                     link = (info.external_attr >> 16) & 0o170000 == 0o120000
                     _check_member(info.filename, link, archive)
-                for info in tqdm(zf.infolist(), desc=f"extracting {archive.name}", unit="file"):
+                for info in progress_bar(
+                    zf.infolist(), desc=f"extracting {archive.name}", unit="file"
+                ):
                     zf.extract(info, staging)
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive) as tf:
@@ -130,8 +148,7 @@ def safe_extract(archive: Path, target: Path) -> None:
                     _check_member(m.name, m.issym() or m.islnk(), archive)
                     if not (m.isfile() or m.isdir()):
                         raise UserError(f"{archive}: refusing to extract special file {m.name!r}")
-                tf.extractall(staging, members=tqdm(members, desc=f"extracting {archive.name}"),
-                              filter="data")  # fmt: skip
+                _extract_tar(tf, members, staging, archive.name)
         else:
             raise UserError(f"{archive}: not a .tar, .tar.gz, .tgz or .zip archive")
         for entry in staging.iterdir():

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-from tqdm import tqdm
 
 from dmlbench.atomic import write_json_atomic
 from dmlbench.data.fonts import drawing_fonts, file_sha256, font_files, render_mask
 from dmlbench.data.glyph_classes import shipped_class_lists
 from dmlbench.errors import UserError
 from dmlbench.paths import cache_root
+from dmlbench.progress import progress
 
 GENERATOR_VERSION = 1
 # Fewer covering fonts than this on the installed matplotlib means too little
@@ -210,7 +210,7 @@ def ensure_part(
         workers = 1  # already a worker process: never a pool inside a pool
     rows: list[tuple[str, str, str]] = []
     desc = f"rendering glyphs ({config.part})"
-    with tqdm(total=len(jobs) * config.images_per_class, desc=desc, unit="img") as bar:
+    with progress(total=len(jobs) * config.images_per_class, desc=desc, unit="img") as bar:
         if workers > 1:
             with _render_pool(workers) as pool:
                 for class_rows in pool.imap(_render_class, jobs, chunksize=8):

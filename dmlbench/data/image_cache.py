@@ -16,10 +16,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
-from tqdm import tqdm
 
+from dmlbench.atomic import atomic_path
 from dmlbench.data.image_list import ImageRecord, load_rgb
 from dmlbench.paths import cache_root
+from dmlbench.progress import progress as progress_bar
 
 
 def _common_root(records: Sequence[ImageRecord]) -> Path:
@@ -32,10 +33,8 @@ def resized_copy(source: Path, target: Path, side: int) -> None:
     if scale < 1:
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         image = image.resize(size, Image.Resampling.BICUBIC)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.tmp")
-    image.save(partial, format="JPEG", quality=95)
-    partial.replace(target)
+    with atomic_path(target) as partial:
+        image.save(partial, format="JPEG", quality=95)
 
 
 def cached_records(
@@ -53,6 +52,8 @@ def cached_records(
         out.append(replace(record, path=target))
         if not target.is_file():
             missing.append((record.path, target))
-    for source, target in tqdm(missing, desc="caching images", unit="img", disable=not progress):
+    for source, target in progress_bar(
+        missing, desc="caching images", unit="img", disable=not progress
+    ):
         resized_copy(source, target, side)
     return out

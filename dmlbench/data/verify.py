@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
-from tqdm import tqdm
 
 from dmlbench.atomic import write_json_atomic
 from dmlbench.data.image_list import ImageRecord
 from dmlbench.paths import cache_root
+from dmlbench.progress import progress as progress_bar
 
 
 def decode_error(path: Path, full: bool = True) -> str | None:
@@ -39,7 +39,7 @@ def find_bad_images(
     records: Sequence[ImageRecord], full: bool = True, progress: bool = True
 ) -> list[tuple[Path, str]]:
     bad = []
-    for record in tqdm(records, desc="checking images", unit="img", disable=not progress):
+    for record in progress_bar(records, desc="checking images", unit="img", disable=not progress):
         error = decode_error(record.path, full)
         if error is not None:
             bad.append((record.path, error))
