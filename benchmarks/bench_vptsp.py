@@ -93,7 +93,8 @@ def scale_worker(args) -> dict:
     from dmlbench.meter import PeakMemory, peak_memory_mb
 
     device = torch.device(args.device)
-    model, method = build("vptsp-g", args.backbone, args.classes, device)
+    # the reference's memory bank, as its SOP and In-Shop configs use it
+    model, method = build("vptsp-g", args.backbone, args.classes, device, {"bank": "lazy"})
     trainer, optimizer = trainer_for(model, method, device)
     images, labels = batch(model, args.batch, args.classes, device)
     with PeakMemory(device) as memory:

@@ -239,6 +239,25 @@ class ModelSpec:
         return self.num_classes * self.embedding_dim
 
 
+PROXY_INITS = ("kaiming", "reference")
+
+
+def init_proxies(proxies: torch.Tensor, how: str) -> None:
+    """``kaiming``: Proxy-Anchor's (Kim et al. 2020; row norm ≈ √2·√(E/C), 2.0 for
+    E = 192, C = 100); ``reference``: the VPTSP code's xavier_uniform / 8 (row
+    norm ≈ 0.16 for E = 384). Proxies enter the loss normalised, so the scale
+    only sets their effective step size, except where a method mixes them with
+    unit vectors (VPTSP's Q)."""
+    with torch.no_grad():
+        if how == "kaiming":
+            nn.init.kaiming_normal_(proxies, mode="fan_out")
+        elif how == "reference":
+            nn.init.xavier_uniform_(proxies)
+            proxies.div_(8.0)
+        else:
+            raise ValueError(f"proxy init must be one of {', '.join(PROXY_INITS)}, not {how!r}")
+
+
 class EmbeddingModel(nn.Module):
     """Backbone → head → unit vectors, plus one learnable proxy per training class.
 
@@ -246,13 +265,14 @@ class EmbeddingModel(nn.Module):
     module's ``requires_grad`` flags and one state dict, whichever method runs.
     """
 
-    def __init__(self, backbone: nn.Module, embedding_dim: int, num_classes: int):
+    def __init__(
+        self, backbone: nn.Module, embedding_dim: int, num_classes: int, proxy_init: str = "kaiming"
+    ):
         super().__init__()
         self.backbone = backbone
         self.head = EmbeddingHead(backbone.num_features, embedding_dim)
         self.proxies = nn.Parameter(torch.empty(num_classes, embedding_dim))
-        # Proxy-Anchor's initialisation (Kim et al. 2020).
-        nn.init.kaiming_normal_(self.proxies, mode="fan_out")
+        init_proxies(self.proxies, proxy_init)
         # Methods add modules inside the backbone (adapters, prompts) and may
         # rename what they wrap (peft's LoRA moves qkv.weight to
         # qkv.base_layer.weight); identity keeps "the pretrained backbone" well
@@ -290,7 +310,11 @@ class EmbeddingModel(nn.Module):
 
 
 def build_model(
-    backbone: str, weights: str | None, embedding_dim: int | None, num_classes: int
+    backbone: str,
+    weights: str | None,
+    embedding_dim: int | None,
+    num_classes: int,
+    proxy_init: str = "kaiming",
 ) -> EmbeddingModel:
     net = create_backbone(backbone, weights)
-    return EmbeddingModel(net, embedding_dim or net.num_features, num_classes)
+    return EmbeddingModel(net, embedding_dim or net.num_features, num_classes, proxy_init)

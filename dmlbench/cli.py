@@ -258,9 +258,12 @@ def params(method, opts, dataset, backbone, embedding_dim, all_rows) -> None:
     if all_rows:
         if opts or method != "linear-probe":
             raise click.UsageError("--all prints the Table-1 set; drop --method/--opt")
-        table = table1_counts(backbone, embedding_dim, spec.num_train_classes)
+        table = table1_counts(backbone, embedding_dim, spec.num_train_classes, spec.recipe)
     else:
-        chosen = get_method(method).from_values(parse_key_values(opts))
+        given = parse_key_values(opts)
+        get_method(method).from_values(given)  # the user's options, checked on their own
+        recipe = spec.recipe.defaults_for(method)["method_options"]  # e.g. Cars' prompt layout
+        chosen = get_method(method).from_values({**recipe, **given})
         table = pd.DataFrame([count_row(chosen, backbone, embedding_dim, spec.num_train_classes)])
     click.echo(f"{backbone} on {spec.name}: {spec.num_train_classes} training classes")
     click.echo(format_table(table))

@@ -34,20 +34,30 @@ class RunConfig:
     epochs: int | None = None
     batch_size: int | None = None
     images_per_class: int | None = None
+    # m-per-class: PML's MPerClassSampler; class-random: the VPTSP reference's
+    sampler: Literal["m-per-class", "class-random"] | None = None
     optimizer: Literal["sgd", "adamw"] | None = None
     lr: float | None = None
     proxy_lr: float | None = None
     weight_decay: float | None = None
+    # None: the run's weight_decay (the VPTSP and Proxy-Anchor reference codes decay proxies)
+    proxy_weight_decay: float | None = None
+    proxy_init: Literal["kaiming", "reference"] | None = None  # see EmbeddingModel
     momentum: float = 0.9
     warmup_epochs: float = 0.0
-    grad_clip: float | None = 10.0
+    # cosine-steps: from lr to lr_min over every step; cosine-epochs: torch's
+    # CosineAnnealingLR stepped once per epoch with T_max = cosine_epochs (the reference)
+    lr_schedule: Literal["cosine-steps", "cosine-epochs"] | None = None
+    cosine_epochs: int | None = None  # None: the run's epochs
+    lr_min: float | None = None
+    grad_clip: float | None = None  # 0: no clipping
     loss_alpha: float = 32.0
     loss_margin: float = 0.1
-    loss_positive_divisor: Literal["present", "all"] = "present"
+    loss_positive_divisor: Literal["present", "all"] | None = None
     seed: int = 0
     device: str = "auto"
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
-    eval_every: int = 0
+    amp: Literal["auto", "off", "bf16", "fp16"] | None = None
+    eval_every: int | None = None  # evaluate every N epochs (0: at the end only)
     checkpoint_every: int = 0  # also checkpoint every N steps (0: at the end of each epoch only)
     keep_checkpoints: int = 2
     eval_batch_size: int = 256
@@ -68,13 +78,19 @@ class RunConfig:
             value = getattr(self, key)
             if value is not None and value <= 0:
                 raise ValueError(f"{key} must be > 0, got {value}")
+        for key in ("weight_decay", "proxy_weight_decay", "lr_min", "grad_clip"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ValueError(f"{key} must be ≥ 0, got {value}")
+        if self.cosine_epochs is not None and self.cosine_epochs < 1:
+            raise ValueError(f"cosine_epochs must be ≥ 1, got {self.cosine_epochs}")
         if self.checkpoint_every < 0:
             raise ValueError(
                 f"checkpoint_every must be ≥ 0 (0 = at epoch ends), got {self.checkpoint_every}"
             )
         if self.keep_checkpoints < 1:
             raise ValueError(f"keep_checkpoints must be ≥ 1, got {self.keep_checkpoints}")
-        if self.eval_every < 0:
+        if self.eval_every is not None and self.eval_every < 0:
             raise ValueError(f"eval_every must be ≥ 0 (0 = only at the end), got {self.eval_every}")
         if not isinstance(self.method_options, dict):
             raise ValueError("method_options must be a mapping of option name to value")
@@ -112,11 +128,13 @@ def make_config(yaml_path: Path | None, overrides: dict[str, Any]) -> RunConfig:
 
 
 def resolve(config: RunConfig, dataset: DatasetSpec) -> RunConfig:
-    """Fill every unset key from the dataset's recipe (as it reads for the
-    config's method) and check batch composition."""
+    """Fill every unset key, and every method option the config does not set,
+    from the dataset's recipe (as it reads for the config's method), and check
+    batch composition."""
     recipe = dataset.recipe.defaults_for(config.method)
+    options = {**recipe.pop("method_options", {}), **config.method_options}
     filled = {k: v for k, v in recipe.items() if getattr(config, k) is None}
-    resolved = dataclasses.replace(config, **filled)
+    resolved = dataclasses.replace(config, **filled, method_options=options)
     if resolved.batch_size % resolved.images_per_class:
         raise UserError(
             f"batch_size {resolved.batch_size} is not divisible by images_per_class "

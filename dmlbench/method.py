@@ -82,10 +82,8 @@ class Method:
         proxy_ids = {id(p) for p in proxies}
         others = [p for p in model.parameters() if p.requires_grad and id(p) not in proxy_ids]
         groups = [{"params": others, "lr": lr, "name": "model"}]
-        if proxies:
-            groups.append(
-                {"params": proxies, "lr": proxy_lr, "name": "proxies", "weight_decay": 0.0}
-            )
+        if proxies:  # weight decay: the run's proxy_weight_decay (see build_optimizer)
+            groups.append({"params": proxies, "lr": proxy_lr, "name": "proxies"})
         return [g for g in groups if g["params"]]
 
     def proxies(
@@ -100,6 +98,11 @@ class Method:
         """Called after each optimizer step: for state a method updates itself
         (e.g. rows of a parameter bank kept off the accelerator). ``grad_scale``
         is the AMP loss scale the gradients still carry (1.0 without fp16)."""
+
+    def state_report(self, model: EmbeddingModel) -> dict:
+        """Numbers about the method's own state worth keeping in the run's summary,
+        taken before training and after it (e.g. VPTSP's share of O in its proxies)."""
+        return {}
 
     def tunable_formula(self, spec: ModelSpec) -> int | None:
         """The tunable-parameter count worked out from shapes (None: no formula given).

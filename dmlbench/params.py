@@ -17,6 +17,7 @@ import timm
 import torch
 
 from dmlbench.backbone import build_model
+from dmlbench.data.spec import Recipe
 from dmlbench.errors import UserError
 from dmlbench.method import Method
 
@@ -93,21 +94,25 @@ def format_millions(n: int) -> str:
     return f"{n / 1e6:.2f}M"
 
 
-def table1_counts(backbone: str, embedding_dim: int | None, num_classes: int) -> pd.DataFrame:
-    """The Table-1 rows whose methods are registered, with the paper's figure beside ours."""
+def table1_counts(
+    backbone: str, embedding_dim: int | None, num_classes: int, recipe: Recipe | None = None
+) -> pd.DataFrame:
+    """The Table-1 rows whose methods are registered, with the paper's figure beside ours.
+    A dataset ``recipe``'s method options (e.g. Cars' prompt layout) apply under each
+    row's own."""
     from dmlbench.registry import get_method, method_names
 
-    rows = [
-        {
-            "row": r.label,
-            **count_row(
-                get_method(r.method).from_values(r.options), backbone, embedding_dim, num_classes
-            ),
-            "paper": r.paper_tunable,
+    rows = []
+    for r in TABLE1:
+        if r.method not in method_names():
+            continue
+        options = {
+            **(recipe.defaults_for(r.method)["method_options"] if recipe else {}),
+            **r.options,
         }
-        for r in TABLE1
-        if r.method in method_names()
-    ]
+        method = get_method(r.method).from_values(options)
+        counts = count_row(method, backbone, embedding_dim, num_classes)
+        rows.append({"row": r.label, **counts, "paper": r.paper_tunable})
     return pd.DataFrame(rows)
 
 

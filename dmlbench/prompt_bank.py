@@ -1,104 +1,114 @@
-"""A bank of per-class prompt tokens that stays in host memory.
+"""VPTSP's class prompts (C × T × D, T the tokens of all prompted blocks) and where they live.
 
-VPTSP keeps C × L × N × D class-specific prompts: 626 MB for SOP's 11,318
-classes with ViT-S (L=12, N=3), three times that with AdamW's state. Only the
-batch's classes are needed per step, so the bank lives on the CPU: ``gather``
-copies the batch's rows to the accelerator as a fresh leaf tensor, and after
-the optimizer step ``apply_update`` updates exactly those rows and their
-optimizer state, on the CPU.
+Three storages, all updated by torch's own optimizers (no optimizer written
+by hand):
 
-Why by hand: torch optimizers update whole parameters on their own device,
-and sparse gradients are not accepted by AdamW nor by SGD with weight decay.
-The row update below is the same rule as the run's optimizer (SGD with
-momentum, or AdamW with bias correction), with each row counting its own
-steps, read with the scheduled learning rate of the run's "model" group.
-Rows of classes that are not in a batch stay untouched (no decay, no
-momentum drift): the lazy-update convention of sparse optimizers. The
-run's gradient clipping does not cover the bank (its rows are not in the
-optimizer); a non-finite gradient skips the row update, as AMP skips a step.
+* ``device``: one dense parameter beside the model, in the run's optimizer.
+  Exactly the VPTSP reference for CUB and Cars, where the class prompts are
+  one parameter: momentum, Adam moments and weight decay keep moving the
+  rows of classes absent from a batch.
+* ``host``: the same dense parameter kept in host memory (C × L × N × D is
+  626 MB for SOP's 11,318 classes on ViT-S with L = 12, N = 3). The batch's
+  rows reach the accelerator by ``index_select(...).to(device)``, so autograd
+  brings a dense gradient back to the host copy and the run's optimizer
+  updates it there: the same numbers as ``device`` (tested), at the cost of a
+  dense update in host memory per step.
+* ``lazy``: the reference's memory bank for SOP and In-Shop. Only the batch's
+  rows and their optimizer state change: each step, the rows and their
+  stored state go into a torch optimizer of the run's kind and settings,
+  which steps once; the step count (Adam's bias correction) is shared by all
+  rows, as in the reference. The rows are not part of gradient clipping.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
+Storage = Literal["device", "host", "lazy"]
+STORAGES: tuple[str, ...] = ("device", "host", "lazy")
+# "auto" keeps the bank on the accelerator up to this size (its AdamW state is twice as much).
+AUTO_DEVICE_LIMIT_BYTES = 256 * 2**20
+
+
+def resolve_storage(storage: str, classes: int, tokens: int, dim: int) -> Storage:
+    if storage != "auto":
+        return storage  # type: ignore[return-value]
+    return "device" if classes * tokens * dim * 4 <= AUTO_DEVICE_LIMIT_BYTES else "host"
+
 
 class ClassPromptBank(nn.Module):
-    def __init__(self, classes: int, layers: int, tokens: int, dim: int):
+    def __init__(self, classes: int, tokens: int, dim: int, storage: Storage):
         super().__init__()
-        # A Parameter so that it counts as tunable and is saved; the run's
-        # optimizer never sees it (the method leaves it out of param_groups).
-        self.weight = nn.Parameter(torch.empty(classes, layers, tokens, dim))
-        self.register_buffer("steps", torch.zeros(classes, dtype=torch.long), persistent=False)
+        if storage not in STORAGES:
+            raise ValueError(f"class-prompt storage must be one of {', '.join(STORAGES)}")
+        self.storage = storage
+        self.weight = nn.Parameter(torch.empty(classes, tokens, dim))
+        # lazy only: the optimizer state of every row, and the shared step count
         self._state: dict[str, torch.Tensor] = {}
         self._staged: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    @property
+    def in_optimizer(self) -> bool:
+        """Whether the run's optimizer updates ``weight`` (device and host storage)."""
+        return self.storage != "lazy"
+
     def _apply(self, fn, recurse=True):
-        # model.to(device) / .half() leave the bank in fp32 host memory.
-        return self
-
-    # The row counters and optimizer state live outside the parameter; as
-    # module "extra state" they travel in state_dict() into checkpoints.
-    def get_extra_state(self) -> dict:
-        return {"steps": self.steps.clone(), "optimizer": dict(self._state)}
-
-    def set_extra_state(self, state: dict) -> None:
-        self.steps.copy_(state["steps"])
-        self._state = {k: v.clone() for k, v in state["optimizer"].items()}
+        # model.to(device) / .half() leave a host or lazy bank in fp32 host memory.
+        return super()._apply(fn, recurse) if self.storage == "device" else self
 
     def gather(self, classes: torch.Tensor, device: torch.device) -> torch.Tensor:
-        """The rows of ``classes`` on ``device``, as a leaf whose gradient feeds the update."""
+        """The rows of ``classes`` on ``device`` (U × T × D), differentiable."""
+        if self.storage != "lazy":
+            index = classes.to(self.weight.device)
+            return self.weight.index_select(0, index).to(device, non_blocking=True)
         index = classes.detach().cpu()
         rows = self.weight.detach().index_select(0, index).to(device, non_blocking=True)
         rows.requires_grad_(self.weight.requires_grad)
         self._staged = (index, rows)
         return rows
 
+    # -- lazy storage -----------------------------------------------------------
+    def get_extra_state(self) -> dict:
+        return {"optimizer": dict(self._state)}
+
+    def set_extra_state(self, state: dict) -> None:
+        self._state = {k: v.clone() for k, v in state["optimizer"].items()}
+
     @torch.no_grad()
-    def apply_update(self, optimizer: torch.optim.Optimizer, grad_scale: float = 1.0) -> None:
+    def apply_lazy_update(
+        self, optimizer: torch.optim.Optimizer, grad_scale: float, group_name: str = "model"
+    ) -> None:
+        """Step the staged rows with a torch optimizer of the run's kind and ``group_name``'s
+        current settings (scheduled lr included), then store rows and state back."""
         if self._staged is None:
             return
         index, rows = self._staged
         self._staged = None
         if rows.grad is None:
             return
-        grad = rows.grad.detach().float().cpu() / grad_scale
+        grad = rows.grad.float() / grad_scale
         if not torch.isfinite(grad).all():  # AMP overflow: the run's step was skipped too
             return
-        group = next(g for g in optimizer.param_groups if g.get("name") == "model")
-        lr, decay = group["lr"], group.get("weight_decay", 0.0)
-        weight = self.weight.data[index]
-        self.steps[index] += 1
-        if isinstance(optimizer, torch.optim.AdamW | torch.optim.Adam):
-            weight = self._adam(index, weight, grad, group, lr, decay)
-        else:
-            weight = self._sgd(index, weight, grad, group, lr, decay)
-        self.weight.data[index] = weight
-
-    def _state_rows(self, name: str, index: torch.Tensor) -> torch.Tensor:
-        if name not in self._state:
-            self._state[name] = torch.zeros_like(self.weight.data)
-        return self._state[name][index]
-
-    def _adam(self, index, weight, grad, group, lr, decay):
-        beta1, beta2 = group["betas"]
-        step = self.steps[index].to(weight.dtype).view(-1, 1, 1, 1)
-        m = self._state_rows("exp_avg", index).mul_(beta1).add_(grad, alpha=1 - beta1)
-        v = self._state_rows("exp_avg_sq", index).mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        self._state["exp_avg"][index], self._state["exp_avg_sq"][index] = m, v
-        m_hat = m / (1 - beta1**step)
-        v_hat = v / (1 - beta2**step)
-        weight = weight * (1 - lr * decay)  # decoupled weight decay
-        return weight - lr * m_hat / (v_hat.sqrt() + group["eps"])
-
-    def _sgd(self, index, weight, grad, group, lr, decay):
-        grad = grad + decay * weight
-        momentum = group.get("momentum", 0.0)
-        if momentum:
-            first = (self.steps[index] == 1).view(-1, 1, 1, 1)
-            buf = self._state_rows("momentum", index)
-            buf = torch.where(first, grad, buf * momentum + grad)
-            self._state["momentum"][index] = buf
-            grad = buf
-        return weight - lr * grad
+        group = next(g for g in optimizer.param_groups if g.get("name") == group_name)
+        leaf = rows.detach().float().requires_grad_(True)
+        leaf.grad = grad
+        settings = {k: v for k, v in group.items() if k not in ("params", "initial_lr")}
+        step = type(optimizer)([{**settings, "params": [leaf]}])
+        if self._state:
+            step.state[leaf] = {
+                k: v if k == "step" else v[index].to(leaf.device) for k, v in self._state.items()
+            }
+        step.step()
+        for key, value in step.state[leaf].items():
+            if not torch.is_tensor(value):
+                continue
+            if value.dim() == 0:  # the shared step count
+                self._state[key] = value.detach().cpu().clone()
+                continue
+            if key not in self._state:
+                self._state[key] = torch.zeros_like(self.weight, device="cpu")
+            self._state[key][index] = value.detach().cpu().to(self._state[key].dtype)
+        self.weight.data[index] = leaf.detach().cpu().to(self.weight.dtype)

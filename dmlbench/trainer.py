@@ -42,12 +42,30 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.float16
 
 
-def cosine_schedule(total_steps: int, warmup_steps: int):
+def cosine_schedule(total_steps: int, warmup_steps: int, floor: float = 0.0):
+    """lr factor per step: linear warm-up, then a cosine from 1 down to ``floor`` at the end."""
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def epoch_cosine_schedule(steps_per_epoch: int, period: int, floor: float, warmup_steps: int = 0):
+    """lr factor per step that changes once per epoch: torch's CosineAnnealingLR with
+    ``T_max = period`` and ``eta_min = floor × lr``, stepped after each epoch, as the
+    VPTSP reference schedules (with T_max 50 over CUB's 15 epochs the last epoch
+    still runs at 0.82 × lr). Written as a closed form over steps so the run's one
+    per-step scheduler (and its checkpoint) serves both schedules."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        epoch = step // steps_per_epoch
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * epoch / period))
 
     return factor
 

@@ -1,4 +1,8 @@
-"""VPT-deep (Jia et al. 2022): N learnable prompt tokens in each of the first L blocks."""
+"""VPT-deep (Jia et al. 2022): N learnable prompt tokens in each of the first L blocks.
+
+Defaults follow the VPTSP authors' code, whose VPT rows the paper reports:
+xavier-normal init, prompt outputs dropped after the last prompted block.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from dmlbench.options import option
 from dmlbench.prompts import DeepPrompts, PromptInserter
 from dmlbench.registry import register_method
 
+PromptInit = Literal["xavier-normal", "vpt-uniform", "normal", "zeros"]
+
 
 @dataclass
 class VPTOptions(MethodOptions):
@@ -18,16 +24,37 @@ class VPTOptions(MethodOptions):
         None, "L: blocks that get prompts, counted from the first (default: every block)"
     )
     prompts: int = option(10, "N: prompt tokens per prompted block")
-    init: Literal["xavier", "normal", "zeros"] = option("xavier", "prompt initialisation")
+    taper: int = option(0, "block i gets N - i*taper tokens (the reference's prompt_block_step)")
+    init: PromptInit = option(
+        "xavier-normal", "prompt init: the VPTSP reference's, or the VPT paper's vpt-uniform"
+    )
     dropout: float = option(0.0, "dropout on the prompt tokens while training")
+    carry: bool = option(
+        False, "prompt outputs flow on after the last prompted block (VPT's code; VPTSP's drops)"
+    )
 
     def __post_init__(self):
         if self.layers is not None and self.layers < 1:
             raise ValueError(f"layers={self.layers} must be ≥ 1")
         if self.prompts < 1:
             raise ValueError(f"prompts={self.prompts} must be ≥ 1")
+        if self.taper < 0:
+            raise ValueError(f"taper={self.taper} must be ≥ 0")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
+
+
+def prompted_depth(layers: int | None, spec: ModelSpec, name: str = "layers") -> int:
+    """L, defaulting to every block, checked against the backbone's depth."""
+    value = layers if layers is not None else spec.depth
+    if value > spec.depth:
+        raise ValueError(f"{name}={value} exceeds the backbone depth {spec.depth}")
+    return value
+
+
+def shared_prompts(o: VPTOptions, layers: int, spec: ModelSpec, patch: int) -> DeepPrompts:
+    """The prompts every image gets, from the options VPT and VPTSP share."""
+    return DeepPrompts(layers, o.prompts, spec.feature_dim, o.init, patch, o.dropout, o.taper)
 
 
 @register_method("vpt")
@@ -35,20 +62,14 @@ class VPT(Method):
     description = "VPT-deep: frozen backbone, N prompt tokens in the first L blocks; head trains."
     Options = VPTOptions
 
-    def layers(self, spec: ModelSpec) -> int:
-        layers = self.options.layers if self.options.layers is not None else spec.depth
-        if layers > spec.depth:
-            raise ValueError(f"layers={layers} exceeds the backbone depth {spec.depth}")
-        return layers
-
     def attach(self, model: EmbeddingModel) -> None:
         o, spec = self.options, model.spec
-        layers = self.layers(spec)
+        layers = prompted_depth(o.layers, spec)
         self.freeze(model.backbone)
         patch = model.backbone.patch_embed.patch_size[0]
-        prompts = DeepPrompts(layers, o.prompts, spec.feature_dim, o.init, patch, o.dropout)
+        prompts = shared_prompts(o, layers, spec, patch)
         model.backbone.vpt_prompts = prompts  # inside the backbone: its forward needs autograd
-        inserter = PromptInserter(model.backbone, layers)
+        inserter = PromptInserter(model.backbone, layers, carry=o.carry)
         inserter.source = prompts
         model.backbone.vpt_inserter = inserter  # a plain attribute: kept alive with the model
         self.unfreeze(model.head)
@@ -56,5 +77,6 @@ class VPT(Method):
 
     def tunable_formula(self, spec: ModelSpec) -> int:
         o = self.options
-        prompts = self.layers(spec) * o.prompts * spec.feature_dim
+        layers = prompted_depth(o.layers, spec)
+        prompts = DeepPrompts.parameter_count(layers, o.prompts, spec.feature_dim, o.taper)
         return spec.head_params + spec.proxy_params + prompts + self.bias_formula(spec)

@@ -17,59 +17,74 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from dmlbench.methods.vpt import VPTOptions, prompted_depth, shared_prompts
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from dmlbench.backbone import EmbeddingHead, EmbeddingModel, ModelSpec
-from dmlbench.method import Method, MethodOptions
+from dmlbench.backbone import EmbeddingHead, EmbeddingModel, ModelSpec, init_proxies
+from dmlbench.method import Method
 from dmlbench.options import option
-from dmlbench.prompt_bank import ClassPromptBank
-from dmlbench.prompts import DeepPrompts, PromptInserter, init_prompts
+from dmlbench.prompt_bank import ClassPromptBank, resolve_storage
+from dmlbench.prompts import DeepPrompts, PromptInserter, init_prompts, tapered_counts
 from dmlbench.registry import register_method
 
 
 @dataclass
-class VPTSPOptions(MethodOptions):
+class VPTSPOptions(VPTOptions):
+    """VPT's options for the shared prompts, and those of the semantic proxies."""
+
     alpha: float = option(0.5, "α: weight of the original proxies O in Q")
     keep: float = option(0.8, "keep ratio of the moving average (vptsp-m)")
     class_layers: int | None = option(None, "L_c: blocks with class prompts (default: every)")
     class_prompts: int = option(3, "N_c: class-prompt tokens per block")
-    layers: int | None = option(None, "shared-prompt blocks, from the first (default: every)")
-    prompts: int = option(10, "shared-prompt tokens per block")
-    init: Literal["xavier", "normal", "zeros"] = option("xavier", "prompt initialisation")
-    dropout: float = option(0.0, "dropout on the shared prompts while training")
-    gru_dropout: float = option(0.0, "dropout on the GRU's input (vptsp-g)")
+    class_taper: int = option(
+        0, "block i gets N_c - i*class_taper class tokens (the reference's prompt_p_block_step)"
+    )
+    gru_dropout: float = option(0.0, "dropout on the GRU's output at each step (vptsp-g)")
     proxy_lr: float | None = option(None, "learning rate of O (default: the run's proxy_lr)")
+    o_init: Literal["reference", "run"] = option(
+        "reference", "O's init: the reference's xavier_uniform/8, or the run's proxy_init"
+    )
+    bank: Literal["auto", "device", "host", "lazy"] = option(
+        "auto",
+        "class prompts: one parameter on the accelerator (device) or in host memory (host), "
+        "or the reference's memory bank updating the batch's rows only (lazy); auto: device "
+        "up to 256 MiB, else host",
+    )
     checkpointing: bool = option(
         False, "activation checkpointing: sample pass per block, proxy pass as a whole"
     )
 
     def __post_init__(self):
+        super().__post_init__()
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha={self.alpha} must be in [0, 1]")
         if not 0.0 <= self.keep < 1.0:
             raise ValueError(f"keep={self.keep} must be in [0, 1)")
-        for name in ("class_layers", "layers"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name}={value} must be ≥ 1")
-        for name in ("class_prompts", "prompts"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be ≥ 1")
-        for name in ("dropout", "gru_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1)")
+        if self.class_layers is not None and self.class_layers < 1:
+            raise ValueError(f"class_layers={self.class_layers} must be ≥ 1")
+        if self.class_prompts < 1:
+            raise ValueError(f"class_prompts={self.class_prompts} must be ≥ 1")
+        if self.class_taper < 0:
+            raise ValueError(f"class_taper={self.class_taper} must be ≥ 0")
+        if not 0.0 <= self.gru_dropout < 1.0:
+            raise ValueError(f"gru_dropout={self.gru_dropout} must be in [0, 1)")
         if self.proxy_lr is not None and self.proxy_lr <= 0:
             raise ValueError(f"proxy_lr={self.proxy_lr} must be > 0")
 
 
 class ProxyGRUCell(nn.Module):
-    """The GRU of vptsp.md, written out (torch.nn.GRUCell puts the reset gate
-    differently and uses tanh):
+    """The GRU of the VPTSP reference code (its ``gru_relu``), written out because
+    ``torch.nn.GRUCell`` has tanh where this has ReLU and a bias on the hidden
+    path (b_hn) this has not:
 
         z = σ(W_z p + U_z h + b_z),  r = σ(W_r p + U_r h + b_r)
-        n = ReLU(W_h p + r ⊙ (U_h h) + b_h),  h ← (1 − z) ⊙ h + z ⊙ n
+        n = ReLU(W_h p + r ⊙ (U_h h) + b_h),  h ← dropout((1 − z) ⊙ n + z ⊙ h)
+
+    Weights start xavier-uniform (per D × D matrix) and biases at zero, as in
+    the reference. (The paper's slide writes h ← (1 − z) ⊙ h + z ⊙ n; with
+    that init the two are the same up to the gate's sign.)
     """
 
     def __init__(self, dim: int, dropout: float = 0.0):
@@ -77,49 +92,62 @@ class ProxyGRUCell(nn.Module):
         self.input = nn.Linear(dim, 3 * dim)  # W_z, W_r, W_h and b_z, b_r, b_h
         self.hidden = nn.Linear(dim, 3 * dim, bias=False)  # U_z, U_r, U_h
         self.dropout = nn.Dropout(dropout)
+        with torch.no_grad():
+            for linear in (self.input, self.hidden):
+                for matrix in linear.weight.chunk(3, dim=0):
+                    nn.init.xavier_uniform_(matrix)
+            nn.init.zeros_(self.input.bias)
 
     def forward(self, p: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        wz, wr, wh = self.input(self.dropout(p)).chunk(3, dim=-1)
+        wz, wr, wh = self.input(p).chunk(3, dim=-1)
         uz, ur, uh = self.hidden(h).chunk(3, dim=-1)
         z = torch.sigmoid(wz + uz)
         r = torch.sigmoid(wr + ur)
         n = torch.relu(wh + r * uh)
-        return (1 - z) * h + z * n
+        return self.dropout((1 - z) * n + z * h)
 
     @staticmethod
     def parameter_count(dim: int) -> int:
         return 3 * (2 * dim * dim + dim)
 
 
+def o_share(memory: torch.Tensor, original: torch.Tensor, alpha: float) -> float:
+    """How much of Q = normalise((1−α)P + αO) is O: α‖O‖ / (α‖O‖ + (1−α)‖P‖), mean over classes."""
+    o = alpha * original.detach().float().norm(dim=1)
+    p = (1 - alpha) * memory.detach().float().norm(dim=1)
+    return float((o / (o + p)).mean())
+
+
 class SemanticProxies(nn.Module):
     """VPTSP's training-only parts, kept on the model beside the backbone."""
 
-    def __init__(
-        self, spec: ModelSpec, class_layers: int, class_prompts: int, gru, patch: int, init: str
-    ):
+    def __init__(self, spec: ModelSpec, gru: nn.Module | None, bank: ClassPromptBank):
         super().__init__()
-        c, e = spec.num_classes, spec.embedding_dim
-        self.bank = ClassPromptBank(c, class_layers, class_prompts, spec.feature_dim)
-        self.proxy_head = EmbeddingHead(spec.feature_dim, e)
+        self.bank = bank
+        self.proxy_head = EmbeddingHead(spec.feature_dim, spec.embedding_dim)
         self.gru = gru
-        memory = F.normalize(torch.randn(c, e) * 0.01, dim=-1)  # small random, unit norm
-        self.register_buffer("memory", memory)  # P: not trained, detached between steps
-        with torch.no_grad():
-            init_prompts(self.bank.weight, init, patch)
+        # P: not trained, detached between steps; random unit rows (the reference
+        # normalises an xavier_uniform draw).
+        memory = torch.empty(spec.num_classes, spec.embedding_dim)
+        nn.init.xavier_uniform_(memory)
+        self.register_buffer("memory", F.normalize(memory, dim=-1))
 
 
-def _proxy_pass(backbone: nn.Module, images: torch.Tensor, per_image: torch.Tensor):
+def _proxy_pass(backbone: nn.Module, images: torch.Tensor, per_image: torch.Tensor, counts):
     """The backbone with each image's class prompts and no shared prompts.
 
+    ``per_image`` is B × T × D, block i's tokens at offset sum(counts[:i]).
     The prompts are an argument (not state read by the hooks later), so that
     under activation checkpointing the recomputation in backward sees the
     same prompts; timm's per-block checkpointing is off inside, since its
     recomputation would run after the prompt source is restored.
     """
-    layers = per_image.shape[1]
+    offsets = [sum(counts[:i]) for i in range(len(counts))]
 
     def class_prompts(layer: int, batch: int):
-        return per_image[:, layer] if layer < layers else None
+        if layer >= len(counts) or counts[layer] == 0:
+            return None
+        return per_image[:, offsets[layer] : offsets[layer] + counts[layer]]
 
     per_block = getattr(backbone, "grad_checkpointing", False)
     backbone.grad_checkpointing = False
@@ -131,56 +159,62 @@ def _proxy_pass(backbone: nn.Module, images: torch.Tensor, per_image: torch.Tens
 
 
 class VPTSP(Method):
-    # P and the host prompt bank are updated from each process's own batch.
+    # P and a lazy prompt bank are updated from each process's own batch.
     distributed = False
     Options = VPTSPOptions
 
     # -- set-up --------------------------------------------------------------
-    def _depths(self, spec: ModelSpec) -> tuple[int, int]:
+    def _layout(self, spec: ModelSpec) -> tuple[int, list[int]]:
+        """Shared-prompt depth, and class-prompt tokens per block."""
         o = self.options
-        shared = o.layers if o.layers is not None else spec.depth
-        per_class = o.class_layers if o.class_layers is not None else spec.depth
-        for name, value in (("layers", shared), ("class_layers", per_class)):
-            if value > spec.depth:
-                raise ValueError(f"{name}={value} exceeds the backbone depth {spec.depth}")
-        return shared, per_class
+        shared = prompted_depth(o.layers, spec)
+        per_class = prompted_depth(o.class_layers, spec, "class_layers")
+        return shared, tapered_counts(o.class_prompts, per_class, o.class_taper)
 
     def _make_gru(self, spec: ModelSpec) -> nn.Module | None:
         return None
 
     def attach(self, model: EmbeddingModel) -> None:
         o, spec = self.options, model.spec
-        shared, per_class = self._depths(spec)
+        shared, class_counts = self._layout(spec)
         self.freeze(model.backbone)
         patch = model.backbone.patch_embed.patch_size[0]
-        prompts = DeepPrompts(shared, o.prompts, spec.feature_dim, o.init, patch, o.dropout)
+        prompts = shared_prompts(o, shared, spec, patch)
         model.backbone.vpt_prompts = prompts
-        inserter = PromptInserter(model.backbone, max(shared, per_class))
-        shared_source = prompts
-
-        def shared_only(layer: int, batch: int):
-            return shared_source(layer, batch) if layer < shared else None
-
-        inserter.source = shared_only
+        inserter = PromptInserter(model.backbone, max(shared, len(class_counts)), carry=o.carry)
+        inserter.source = prompts
         model.backbone.vpt_inserter = inserter
         if o.checkpointing:
             model.backbone.set_grad_checkpointing(True)
-        gru = self._make_gru(spec)
-        model.semantic = SemanticProxies(spec, per_class, o.class_prompts, gru, patch, o.init)
+        c, d, total = spec.num_classes, spec.feature_dim, sum(class_counts)
+        bank = ClassPromptBank(c, total, d, resolve_storage(o.bank, c, total, d))
+        init_prompts(bank.weight, o.init, patch, rows=c, fan_tokens=o.class_prompts)
+        model.semantic = SemanticProxies(spec, self._make_gru(spec), bank)
+        self.class_counts = class_counts
         self.unfreeze(model.head)
         model.proxies.requires_grad_(True)  # O
+        if o.o_init == "reference":  # at α = 0.5 O starts as ~13% of each Q (ViT-S, CUB)
+            init_proxies(model.proxies, "reference")
 
     def param_groups(self, model: EmbeddingModel, lr: float, proxy_lr: float) -> list[dict]:
-        bank = model.semantic.bank.weight
+        """Everything at ``lr`` (the class prompts too, unless the bank is lazy), O at
+        its own lr; weight decay as the run's (the reference decays O too)."""
+        bank = model.semantic.bank
         proxies = model.proxies
         others = [
-            p for p in model.parameters() if p.requires_grad and p is not bank and p is not proxies
+            p
+            for p in model.parameters()
+            if p.requires_grad and p is not proxies and (p is not bank.weight or bank.in_optimizer)
         ]
         o_lr = self.options.proxy_lr if self.options.proxy_lr is not None else proxy_lr
         return [
             {"params": others, "lr": lr, "name": "model"},
-            {"params": [proxies], "lr": o_lr, "name": "proxies", "weight_decay": 0.0},
+            {"params": [proxies], "lr": o_lr, "name": "proxies"},
         ]
+
+    def state_report(self, model: EmbeddingModel) -> dict:
+        """O's share of Q now (see :func:`o_share`), for the run's summary."""
+        return {"o_share": o_share(model.semantic.memory, model.proxies, self.options.alpha)}
 
     # -- per step ------------------------------------------------------------
     def proxies(
@@ -191,14 +225,15 @@ class VPTSP(Method):
         if not model.training:  # evaluation needs no proxies beyond the stored ones
             return self._combine(memory, model.proxies)
         classes, slot = torch.unique(labels, return_inverse=True)
-        rows = semantic.bank.gather(classes, images.device)  # U × L_c × N_c × D
-        per_image = rows[slot]  # B × L_c × N_c × D
+        rows = semantic.bank.gather(classes, images.device)  # U × T × D
+        per_image = rows[slot]  # B × T × D
+        counts = self.class_counts
         if self.options.checkpointing:
             features = checkpoint(
-                _proxy_pass, model.backbone, images, per_image, use_reentrant=False
+                _proxy_pass, model.backbone, images, per_image, counts, use_reentrant=False
             )
         else:
-            features = _proxy_pass(model.backbone, images, per_image)
+            features = _proxy_pass(model.backbone, images, per_image, counts)
         p = semantic.proxy_head(features)  # B × E, unit norm
         updated = F.normalize(self._update(semantic, memory[classes], p, slot), dim=-1)
         stored = memory.index_copy(0, classes, updated.to(memory.dtype))  # differentiable
@@ -214,14 +249,16 @@ class VPTSP(Method):
         raise NotImplementedError
 
     def after_step(self, model, optimizer, grad_scale: float) -> None:
-        model.semantic.bank.apply_update(optimizer, grad_scale)
+        if not model.semantic.bank.in_optimizer:
+            model.semantic.bank.apply_lazy_update(optimizer, grad_scale)
 
     # -- counting ------------------------------------------------------------
     def tunable_formula(self, spec: ModelSpec) -> int:
         o = self.options
-        shared, per_class = self._depths(spec)
+        shared, class_counts = self._layout(spec)
         d, e, c = spec.feature_dim, spec.embedding_dim, spec.num_classes
-        prompts = shared * o.prompts * d + c * per_class * o.class_prompts * d
+        prompts = DeepPrompts.parameter_count(shared, o.prompts, d, o.taper)
+        prompts += c * sum(class_counts) * d
         proxy_head = 2 * d + d * e + e
         gru = ProxyGRUCell.parameter_count(e) if self._make_gru(spec) is not None else 0
         vpt_part = spec.head_params + spec.proxy_params + prompts

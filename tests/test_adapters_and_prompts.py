@@ -5,13 +5,14 @@ import timm
 import torch
 
 from dmlbench.adapters import BottleneckAdapter, add_parallel_adapter
-from dmlbench.prompts import DeepPrompts, PromptInserter, init_prompts
+from dmlbench.backbone import GLYPH_BACKBONE  # importing it registers the model with timm
+from dmlbench.prompts import DeepPrompts, PromptInserter, init_prompts, xavier_normal_std
 
 
 def tiny_vit(depth=4, dim=32):
     torch.manual_seed(0)
     return timm.create_model(
-        "vit_glyph_patch8_48", num_classes=0, embed_dim=dim, depth=depth, num_heads=2
+        GLYPH_BACKBONE, num_classes=0, embed_dim=dim, depth=depth, num_heads=2
     ).eval()
 
 
@@ -55,19 +56,57 @@ def record_block_inputs(vit):
     return lengths
 
 
+@pytest.mark.parametrize("carry", [False, True])
 @pytest.mark.parametrize("layers", [1, 3, 4])
-def test_prompts_are_inserted_once_and_replaced_per_layer(layers):
+def test_prompts_are_inserted_once_and_replaced_per_layer(layers, carry):
     vit = tiny_vit(depth=4)
     lengths = record_block_inputs(vit)
     prompts = DeepPrompts(layers, 5, 32, "normal", 8, 0.0)
-    inserter = PromptInserter(vit, layers)
+    inserter = PromptInserter(vit, layers, carry=carry)
     inserter.source = prompts
     seen = []
     vit.blocks[layers - 1].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
     vit(torch.randn(2, 3, 48, 48))
-    # Forward hooks see the block's (prompted) input: 1 CLS + 5 prompts + 36 patches.
-    assert lengths == [42] * 4
+    # Forward hooks see the block's input: 1 CLS + 5 prompts + 36 patches while prompted;
+    # after the last prompted block the prompts are dropped (the VPTSP reference) or
+    # their outputs carry on (the VPT authors' code).
+    assert lengths == [42] * layers + [42 if carry else 37] * (4 - layers)
     assert torch.equal(seen[0][:, 1:6], prompts.tokens[layers - 1].expand(2, -1, -1))
+
+
+def reference_style_forward(vit, images, prompts):
+    """The VPTSP reference's placement, by hand: each block's prompts *before* the CLS
+    token, its outputs at those positions cut off after the block."""
+    x = vit.norm_pre(vit._pos_embed(vit.patch_embed(images)))
+    for i, block in enumerate(vit.blocks):
+        p = prompts[i].unsqueeze(0).expand(len(x), -1, -1) if i < len(prompts) else x[:, :0]
+        x = block(torch.cat([p, x], dim=1))[:, p.shape[1] :]
+    return vit.norm(x)[:, 0]
+
+
+def test_prompt_position_does_not_matter_a_block_treats_tokens_as_a_set():
+    vit = tiny_vit(depth=4)
+    prompts = DeepPrompts(3, 5, 32, "normal", 8, 0.0, taper=2)  # 5, 3, 1 tokens
+    inserter = PromptInserter(vit, 3)
+    inserter.source = prompts
+    images = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        ours = vit(images)
+        with inserter.use(None):  # the hand-written forward places the prompts itself
+            reference = reference_style_forward(vit, images, list(prompts.tokens))
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_tapered_prompts_shrink_per_block_and_count_what_is_used():
+    vit = tiny_vit(depth=4)
+    lengths = record_block_inputs(vit)
+    prompts = DeepPrompts(4, 5, 32, "normal", 8, 0.0, taper=2)
+    PromptInserter(vit, 4).source = prompts
+    vit(torch.randn(2, 3, 48, 48))
+    assert prompts.counts == [5, 3, 1, 0]
+    assert lengths == [37 + 5, 37 + 3, 37 + 1, 37]
+    assert sum(p.numel() for p in prompts.parameters()) == 9 * 32
+    assert DeepPrompts.parameter_count(4, 5, 32, taper=2) == 9 * 32
 
 
 def test_prompt_source_can_be_swapped_and_removed():
@@ -86,8 +125,24 @@ def test_prompt_layers_are_validated():
         PromptInserter(tiny_vit(depth=4), 5)
 
 
-def test_xavier_prompt_init_bound():
+def test_vpt_uniform_prompt_init_bound():
     tokens = torch.empty(12, 10, 384)
-    init_prompts(tokens, "xavier", 16)
+    init_prompts(tokens, "vpt-uniform", 16)
     bound = math.sqrt(6 / (3 * 16 * 16 + 384))
     assert tokens.abs().max() <= bound and tokens.abs().max() > 0.9 * bound
+
+
+@pytest.mark.parametrize("rows,tokens,dim", [(1, 10, 384), (100, 3, 384), (100, 3, 192)])
+def test_xavier_normal_init_is_torchs_on_the_references_shapes(rows, tokens, dim):
+    """The reference calls xavier_normal_ on (1, N, D) shared and (C, N_c, D) class
+    prompts per block: std 0.022 (ViT-S shared), 0.007 (ViT-S, CUB's 100 classes)."""
+    fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(torch.empty(rows, tokens, dim))
+    expected = math.sqrt(2.0 / (fan_in + fan_out))
+    assert xavier_normal_std(rows, tokens, dim) == pytest.approx(expected, rel=1e-12)
+    torch.manual_seed(0)
+    drawn = torch.empty(rows, 20 * tokens, dim)
+    init_prompts(drawn, "xavier-normal", 16, rows=rows, fan_tokens=tokens)
+    assert drawn.std().item() == pytest.approx(expected, rel=0.02)
+    assert {(1, 10, 384): 0.0218, (100, 3, 384): 0.0071}.get((rows, tokens, dim), expected) == (
+        pytest.approx(expected, abs=5e-5)
+    )

@@ -114,12 +114,13 @@ def test_checkpoints_hold_only_what_trains_and_keep_the_newest(glyph_folder, tmp
     files = list_checkpoints(run_dir)
     assert [p.name for p in files] == [f"step-{s:09d}.pt" for s in (1, 2, 3)]
     state = torch.load(files[-1], weights_only=False)["model"]
-    # VPT on the glyph ViT: the deep prompts, the head and the proxies; no backbone tensor.
-    assert sorted(state) == [
-        "backbone.vpt_prompts.tokens",
+    # VPT on the folder recipe's ViT-S (12 blocks): the deep prompts (a tensor per block),
+    # the head and the proxies; no backbone tensor.
+    assert sorted(state) == sorted([
+        *[f"backbone.vpt_prompts.tokens.{i}" for i in range(12)],
         "head.norm.bias", "head.norm.weight", "head.proj.bias", "head.proj.weight",
         "proxies",
-    ]  # fmt: skip
+    ])  # fmt: skip
     assert not any(k.startswith("backbone.blocks") for k in state)
 
 

@@ -35,12 +35,22 @@ def test_recipe_settings_for_one_method_yield_to_explicit_values():
 @pytest.mark.parametrize("name", ["glyphs", "cub", "cars", "sop", "inshop"])
 def test_shipped_per_method_recipe_settings_name_real_methods_and_keys(name):
     from dmlbench.config import CONFIG_KEYS
-    from dmlbench.registry import method_names
+    from dmlbench.registry import get_method, method_names
 
-    for method, settings in get_dataset(name).recipe.per_method.items():
+    recipe = get_dataset(name).recipe
+    assert set(recipe.defaults_for("full-ft")) <= set(CONFIG_KEYS)
+    for method, settings in recipe.per_method.items():
         assert method in method_names()
         assert set(settings) <= set(CONFIG_KEYS)
-        resolve(RunConfig(method=method), get_dataset(name))  # batch composition holds
+        resolved = resolve(RunConfig(method=method), get_dataset(name))  # batches compose
+        get_method(method).from_values(resolved.method_options)  # options exist and are valid
+
+
+def test_recipe_method_options_fill_only_what_the_config_leaves_unset():
+    cars = get_dataset("cars")
+    resolved = resolve(RunConfig(method="vptsp-g", method_options={"alpha": 0.3}), cars)
+    assert resolved.method_options["alpha"] == 0.3  # the user's value wins
+    assert resolved.method_options["prompts"] == 80  # the rest from the reference's Cars config
 
 
 def test_weights_none_means_random_init():
@@ -95,7 +105,8 @@ def test_unknown_method_option_lists_the_valid_ones(tmp_path):
     with pytest.raises(UserError) as error:
         prepare(make_config(path, {}))
     assert str(error.value) == (
-        "method vpt: unknown option 'layer'; valid options: bias, layers, prompts, init, dropout"
+        "method vpt: unknown option 'layer'; valid options: "
+        "bias, layers, prompts, taper, init, dropout, carry"
     )
 
 

@@ -56,7 +56,11 @@ def test_params_all_prints_every_row():
         (["layers=13"], "method vpt: layers=13 exceeds the backbone depth 12"),
         (["prompts=0"], "method vpt: prompts=0 must be ≥ 1"),
         (["layers=x"], "method vpt: option layers='x' must be an integer"),
-        (["init=ones"], "method vpt: option init='ones' must be one of xavier, normal, zeros"),
+        (
+            ["init=ones"],
+            "method vpt: option init='ones' must be one of "
+            "xavier-normal, vpt-uniform, normal, zeros",
+        ),
     ],
 )
 def test_bad_method_options_are_one_line(opts, message):

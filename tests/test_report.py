@@ -31,6 +31,7 @@ def make_run(root, name, method, label, seed, r1, map_r, tunable, memory, status
             params={"tunable": tunable, "tunable_pct_of_backbone": 100 * tunable / 21_665_664},
             memory={"peak_mb": memory},
             time={"wall_seconds": 10.0},
+            best_on_test={"recall@1": r1 + 0.01, "map@r_paper": map_r - 0.02},
         )
     else:
         summary["error"] = "NonFiniteLoss: loss is nan at step 3 (epoch 1)"
@@ -89,6 +90,20 @@ def test_latex_is_a_standalone_booktabs_document_with_best_in_bold(runs):
     assert "\\toprule" in text and "\\midrule" in text and "\\bottomrule" in text
     assert "\\textbf{86.0 $\\pm$ 1.4}" in text  # best R@1
     assert "\\textbf{54.0 $\\pm$ 1.4 (+3.0)}" in text  # best MAP@R
+
+
+def test_with_paper_lines_the_papers_best_epoch_up_with_ours(runs):
+    """The paper reports each run's best test epoch; --with-paper shows ours the same way
+    beside it, while R@1 and MAP@R stay the final epoch."""
+    (table,) = table1(aggregate(collect(runs).finished)).values()
+    assert "R@1 best-on-test" not in table.columns
+    text = render(runs, "markdown", with_paper=True)
+    header = next(line for line in text.splitlines() if line.startswith("| method |"))
+    assert "| R@1 best-on-test | MAP@R best-on-test |" in header
+    vpt = next(line for line in text.splitlines() if line.startswith("| VPT (L12, N10) |"))
+    # final-epoch R@1 85.0 ± 1.4; best epoch 86.0 ± 1.4; paper-style MAP@R 52.0 ± 1.4
+    assert "| 85.0 ± 1.4 (-1.0) |" in vpt and "| 86.0 ± 1.4 | 52.0 ± 1.4 |" in vpt
+    assert "compare them with our *best-on-test* columns" in text
 
 
 def test_latex_escapes_every_special_character_of_a_label():

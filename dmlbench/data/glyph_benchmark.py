@@ -43,6 +43,18 @@ class GlyphDataset(DatasetSpec):
         lr=3e-4,  # full FT: R@1 0.781 at 3e-4 vs 0.756 at 1e-4 (8 epochs, seed 0)
         proxy_lr=1e-2,
         weight_decay=1e-4,
+        # The glyph recipe's own choices (docs/fidelity.md): per-step cosine to 0,
+        # clipping at 10, Proxy-Anchor's original loss, its kaiming proxy init
+        # (VPTSP initialises its own O as the reference does), no AMP on CPU.
+        proxy_init="kaiming",
+        sampler="m-per-class",
+        lr_schedule="cosine-steps",
+        cosine_epochs=None,
+        lr_min=0.0,
+        grad_clip=10.0,
+        loss_positive_divisor="present",
+        amp="auto",
+        eval_every=0,
         # A head on frozen features learns a map that carries over to unseen
         # classes only when a batch shows it many classes: 16 classes × 4 images
         # left R@1 where the untrained head was (0.649 vs 0.647, 4 epochs, seed 0,

@@ -12,6 +12,9 @@ from dmlbench.data.public import PublicDataset, SplitCounts, read_lines
 from dmlbench.data.spec import Recipe, register_dataset
 from dmlbench.errors import UserError
 
+INSHOP_VPTSP = {"prompts": 90, "class_prompts": 80, "alpha": 0.2, "gru_dropout": 0.1,
+                "bank": "lazy", "checkpointing": True}  # fmt: skip
+
 
 @register_dataset("inshop")
 class InShop(PublicDataset):
@@ -24,9 +27,15 @@ class InShop(PublicDataset):
     train_classes = 3_997
     recall_ks = (1, 10, 20, 30, 40, 50)
     eval_splits = ("query", "gallery")
+    # The reference's config/inshop_small.yaml (as SOP's, with 80 class tokens).
     recipe = Recipe(
         optimizer="adamw", lr=1e-4, proxy_lr=5e-2, epochs=80, batch_size=32,
-        images_per_class=1, weight_decay=1e-4,
+        images_per_class=1, weight_decay=1e-7, cosine_epochs=100, lr_min=5e-6,
+        per_method={
+            "vptsp-m": {"method_options": INSHOP_VPTSP},
+            "vptsp-g": {"method_options": INSHOP_VPTSP},
+            "vpt": {"method_options": {"prompts": 90}},
+        },
     )  # fmt: skip
 
     # Distributed through a Google Drive folder behind an agreement form.

@@ -23,6 +23,18 @@ import torch
 from pytorch_metric_learning.samplers import MPerClassSampler
 
 _MIX = 0x9E3779B97F4A7C15  # a large odd constant (golden ratio) to spread seeds
+SAMPLERS = ("m-per-class", "class-random")
+
+
+def _draw(items: Sequence[int], n: int) -> list[int]:
+    """n of ``items`` at random: without replacement, or every item as often as fits
+    and the rest at random (the reference's ``_smart_sample``), shuffled."""
+    import numpy as np
+
+    whole, rest = divmod(n, len(items))
+    drawn = list(items) * whole + list(np.random.choice(items, rest, replace=False))
+    np.random.shuffle(drawn)
+    return drawn
 
 
 def draw_seed(run_seed: int, epoch: int, position: int) -> int:
@@ -49,12 +61,20 @@ class ResumableMPerClassSampler(torch.utils.data.Sampler):
         seed: int,
         rank: int = 0,
         world: int = 1,
+        kind: str = "m-per-class",
     ):
         if batch_size % world:
             raise ValueError(f"batch size {batch_size} is not divisible by {world} processes")
+        if kind not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {kind!r}")
+        self.kind = kind
         self._inner = MPerClassSampler(
             targets, m=m, batch_size=batch_size, length_before_new_iter=steps_per_epoch * batch_size
         )
+        self._by_class: dict[int, list[int]] = {}
+        for index, label in enumerate(targets):
+            self._by_class.setdefault(int(label), []).append(index)
+        self.m = m
         self.batch_size, self.steps_per_epoch, self.seed = batch_size, steps_per_epoch, seed
         self.rank, self.world = rank, world
         self.epoch = 0
@@ -64,7 +84,22 @@ class ResumableMPerClassSampler(torch.utils.data.Sampler):
     def begin_epoch(self, epoch: int) -> None:
         """Draw the epoch's order (from NumPy's global RNG, as PML does)."""
         self.epoch, self.step = epoch, 0
-        self.order = [int(i) for i in self._inner][: self.steps_per_epoch * self.batch_size]
+        if self.kind == "class-random":
+            self.order = self._class_random_order()
+        else:
+            self.order = [int(i) for i in self._inner][: self.steps_per_epoch * self.batch_size]
+
+    def _class_random_order(self) -> list[int]:
+        """The VPTSP reference's sampler (datasampler/class_random_sampler.py): each
+        batch draws batch/m classes afresh, then m images of each, without
+        replacement where there are enough (PML's instead walks a shuffled list
+        of classes, so an epoch sees them more evenly)."""
+        classes = sorted(self._by_class)
+        order = []
+        for _ in range(self.steps_per_epoch):
+            for label in _draw(classes, self.batch_size // self.m):
+                order += _draw(self._by_class[label], self.m)
+        return [int(i) for i in order]
 
     def batches_left(self) -> int:
         return self.steps_per_epoch - self.step

@@ -11,6 +11,9 @@ from dmlbench.data.public import PublicDataset, SplitCounts, read_lines
 from dmlbench.data.spec import Recipe, register_dataset
 from dmlbench.errors import UserError
 
+SOP_VPTSP = {"prompts": 90, "class_prompts": 5, "alpha": 0.2, "gru_dropout": 0.1,
+             "bank": "lazy", "checkpointing": True}  # fmt: skip
+
 
 @register_dataset("sop")
 class StanfordOnlineProducts(PublicDataset):
@@ -20,9 +23,15 @@ class StanfordOnlineProducts(PublicDataset):
     counts = SplitCounts({"train": (11_318, 59_551), "test": (11_316, 60_502)})
     train_classes = 11_318
     recall_ks = (1, 10, 100, 1000)
+    # The reference's config/sop_small.yaml: class prompts in its memory bank
+    # (lazy), activation checkpointing, α = 0.2, GRU dropout 0.1.
     recipe = Recipe(
         optimizer="adamw", lr=1e-4, proxy_lr=5e-2, epochs=120, batch_size=32,
-        images_per_class=1, weight_decay=1e-4,
+        images_per_class=1, weight_decay=1e-4, cosine_epochs=120, lr_min=5e-5,
+        per_method={
+            "vptsp-m": {"method_options": SOP_VPTSP}, "vptsp-g": {"method_options": SOP_VPTSP},
+            "vpt": {"method_options": {"prompts": 90}},
+        },
     )  # fmt: skip
 
     # The authors' link (from their README); no checksum is published.

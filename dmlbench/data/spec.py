@@ -19,25 +19,45 @@ from dmlbench.errors import UserError
 
 @dataclass(frozen=True)
 class Recipe:
-    """Training defaults for a dataset; any run-config key left unset takes these."""
+    """Training defaults for a dataset; any run-config key left unset takes these.
+
+    The defaults are the VPTSP reference's CUB settings (its
+    config/cub200_small.yaml and main.py; docs/fidelity.md lists each).
+    """
 
     backbone: str = "vit_small_patch16_224.augreg_in21k"
     weights: str = "pretrained"
     epochs: int = 15
     batch_size: int = 64
     images_per_class: int = 2
+    sampler: str = "class-random"  # batch/k random classes per batch, k images each
     optimizer: str = "sgd"
     lr: float = 5e-3
     proxy_lr: float = 0.1
     weight_decay: float = 1e-6
-    # Settings one method needs on this dataset (method name → run-config keys),
-    # as papers tune some settings per method; they still yield to a flag or YAML.
+    proxy_init: str = "reference"  # xavier_uniform / 8
+    lr_schedule: str = "cosine-epochs"  # CosineAnnealingLR stepped per epoch
+    cosine_epochs: int | None = 50  # its T_max (lr_cosine_length)
+    lr_min: float = 1e-8  # its eta_min (lr_cosine_min)
+    grad_clip: float = 0.0  # the reference does not clip
+    loss_positive_divisor: str = "all"  # both Proxy-Anchor terms divided by C
+    amp: str = "fp16"  # torch.cuda.amp.autocast() with a GradScaler
+    eval_every: int = 1  # the reference evaluates every epoch (best-on-test is recorded too)
+    # Settings one method needs on this dataset (method name → run-config keys,
+    # and "method_options" → option values), as papers set some things per
+    # method; they still yield to a flag, YAML key or --opt.
     per_method: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def defaults_for(self, method: str) -> dict[str, Any]:
-        """The recipe's run-config defaults as ``method`` gets them."""
+        """The recipe's run-config defaults as ``method`` gets them (with a
+        ``method_options`` key: the recipe's option values for it)."""
         values = {k: v for k, v in self.__dict__.items() if k != "per_method"}
-        values.update(self.per_method.get(method, {}))
+        values["method_options"] = {}
+        for key, value in self.per_method.get(method, {}).items():
+            if key == "method_options":
+                values["method_options"] = dict(value)
+            else:
+                values[key] = value
         return values
 
 
