@@ -20,8 +20,8 @@ import faiss
 import numpy as np
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
-from dmlbench.evaluate import retrieval_metrics
-from dmlbench.meter import PeakMemory
+from dmlbench.eval.retrieval import retrieval_metrics
+from dmlbench.train.meter import PeakMemory
 
 
 def measure(fn):

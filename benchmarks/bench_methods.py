@@ -20,29 +20,23 @@ import json
 import subprocess
 import sys
 
-# (row label, method, options): every registered built-in, (B) where it differs.
-ROWS = [
-    ("full-ft", "full-ft", {}),
-    ("linear-probe", "linear-probe", {}),
-    ("bitfit", "bitfit", {}),
-    ("adapter (L7, d256)", "adapter", {"layers": 7, "bottleneck": 256}),
-    ("adapter (B)", "adapter", {"layers": 7, "bottleneck": 256, "bias": True}),
-    ("vpt (L12, N10)", "vpt", {"layers": 12, "prompts": 10}),
-    ("vpt (B)", "vpt", {"layers": 12, "prompts": 10, "bias": True}),
-    ("vptsp-m", "vptsp-m", {}),
-    ("vptsp-g", "vptsp-g", {}),
-    ("vptsp-g (B)", "vptsp-g", {"bias": True}),
-]
+
+def table_rows() -> list[tuple[str, str, dict]]:
+    """(row label, method, options) of every Table-1 row the registered methods declare
+    (plugins' too); the full fine-tuning row is the reference of the ratios."""
+    from dmlbench.registry import table_row_methods
+
+    return [(row.label, name, row.options) for name, row in table_row_methods()]
 
 
 def worker(args) -> dict:
     import torch
 
-    from dmlbench.backbone import build_model
-    from dmlbench.losses import ProxyAnchorLoss
-    from dmlbench.meter import PeakMemory, count_parameters, peak_memory_mb
+    from dmlbench.nn.losses import ProxyAnchorLoss
+    from dmlbench.nn.model import build_model
     from dmlbench.registry import get_method
-    from dmlbench.trainer import Trainer, autocast_dtype
+    from dmlbench.train.meter import PeakMemory, count_parameters, peak_memory_mb
+    from dmlbench.train.trainer import Trainer, autocast_dtype
 
     torch.manual_seed(0)
     device = torch.device(args.device)
@@ -94,12 +88,14 @@ def main() -> None:
     import pandas as pd
 
     rows = []
-    unknown = sorted(set(args.rows or []) - {r[0] for r in ROWS})
+    every = table_rows()
+    full_ft = next(label for label, method, _ in every if method == "full-ft")
+    unknown = sorted(set(args.rows or []) - {r[0] for r in every})
     if unknown:
-        valid = ", ".join(repr(r[0]) for r in ROWS)
+        valid = ", ".join(repr(r[0]) for r in every)
         print(f"--rows: unknown row {unknown[0]!r}; valid rows: {valid}", file=sys.stderr)
         sys.exit(2)
-    chosen = [r for r in ROWS if args.rows is None or r[0] in {"full-ft", *args.rows}]
+    chosen = [r for r in every if args.rows is None or r[0] in {full_ft, *args.rows}]
     forwarded = [a for a in sys.argv[1:] if a not in (args.rows or []) and a != "--rows"]
     for label, method, options in chosen:
         cmd = [sys.executable, __file__, *forwarded, "--method", method]
@@ -110,7 +106,7 @@ def main() -> None:
         rows.append({"method": label, **json.loads(done.stdout.strip().splitlines()[-1])})
         print(f"{label}: {rows[-1]}", file=sys.stderr, flush=True)
     table = pd.DataFrame(rows).set_index("method")
-    full = table.loc["full-ft"]
+    full = table.loc[full_ft]
     table["memory / full-ft"] = table["peak_mb"] / full["peak_mb"]
     table["step time / full-ft"] = table["step_s"] / full["step_s"]
     if table["nvml_mb"].isna().all():

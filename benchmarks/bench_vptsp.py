@@ -26,7 +26,7 @@ import time
 def build(method_name: str, backbone: str, classes: int, device, options=None):
     import torch
 
-    from dmlbench.backbone import build_model
+    from dmlbench.nn.model import build_model
     from dmlbench.registry import get_method
 
     torch.manual_seed(0)
@@ -39,8 +39,8 @@ def build(method_name: str, backbone: str, classes: int, device, options=None):
 def trainer_for(model, method, device):
     import torch
 
-    from dmlbench.losses import ProxyAnchorLoss
-    from dmlbench.trainer import Trainer
+    from dmlbench.nn.losses import ProxyAnchorLoss
+    from dmlbench.train.trainer import Trainer
 
     optimizer = torch.optim.AdamW(method.param_groups(model, 1e-4, 1e-2), lr=1e-4)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
@@ -90,7 +90,7 @@ def speed(args) -> None:
 def scale_worker(args) -> dict:
     import torch
 
-    from dmlbench.meter import PeakMemory, peak_memory_mb
+    from dmlbench.train.meter import PeakMemory, peak_memory_mb
 
     device = torch.device(args.device)
     # the reference's memory bank, as its SOP and In-Shop configs use it
@@ -159,7 +159,7 @@ def scale(args) -> None:
 
 def convergence(args) -> None:
     from dmlbench.config import make_config
-    from dmlbench.run import execute
+    from dmlbench.run.execute import execute
 
     epochs = max(args.at)
     print(f"glyphs, {epochs} epochs (cosine over {epochs}), seeds {args.seeds}")

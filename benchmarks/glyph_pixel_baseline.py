@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dmlbench.data.glyph_benchmark import GlyphDataset
+from dmlbench.data.glyphs.benchmark import GlyphDataset
 from dmlbench.data.image_list import ImageListDataset
 from dmlbench.data.transforms import test_transform
-from dmlbench.evaluate import retrieval_metrics
+from dmlbench.eval.retrieval import retrieval_metrics
 
 
 def main() -> None:

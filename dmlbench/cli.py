@@ -8,8 +8,10 @@ from pathlib import Path
 
 import click
 
+from dmlbench.cli_options import config_options
+from dmlbench.config import RunConfig
 from dmlbench.errors import UserError
-from dmlbench.pretrain_config import PretrainConfig
+from dmlbench.train.pretrain_config import PretrainConfig
 
 
 class DmlbenchGroup(click.Group):
@@ -32,44 +34,20 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--epochs", type=click.IntRange(min=1), default=PretrainConfig.epochs, show_default=True
-)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option(
-    "--classes",
-    type=click.IntRange(min=2),
-    default=1000,
-    show_default=True,
-    help="Pretrain on the first N pretrain classes.",
-)
-@click.option(
-    "--lr",
-    type=click.FloatRange(min=0, min_open=True),
-    default=PretrainConfig.lr,
-    show_default=True,
-)
-@click.option("--images-per-class", type=click.IntRange(min=1), default=30, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@config_options(PretrainConfig, unset_is_none=False)
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Where to save the .safetensors (default: the packaged asset that dmlbench ships).",
 )
-def pretrain(epochs, batch_size, classes, lr, images_per_class, seed, output) -> None:
+def pretrain(output, **settings) -> None:
     """Pretrain the glyph backbone on the 'pretrain' glyph classes (disjoint from train/test)."""
-    from dmlbench.backbone import shipped_weights_path
-    from dmlbench.pretrain import pretrain as run_pretrain
+    from dmlbench.nn.backbone import shipped_weights_path
+    from dmlbench.options import build_options
+    from dmlbench.train.pretrain import pretrain as run_pretrain
 
-    config = PretrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        classes=classes,
-        lr=lr,
-        images_per_class=images_per_class,
-        seed=seed,
-    )
+    config = build_options(PretrainConfig, settings, owner="pretrain")
     output = output or shipped_weights_path()
     command = "dmlbench " + shlex.join(sys.argv[1:])
     record = run_pretrain(config, output, command)
@@ -82,9 +60,7 @@ def pretrain(epochs, batch_size, classes, lr, images_per_class, seed, output) ->
 
 
 @main.command()
-@click.option(
-    "--method", default=None, help="Method name (see `dmlbench methods`). [default: linear-probe]"
-)
+@config_options(RunConfig, exclude=("method_options",))
 @click.option(
     "--opt",
     "opts",
@@ -92,67 +68,12 @@ def pretrain(epochs, batch_size, classes, lr, images_per_class, seed, output) ->
     metavar="KEY=VALUE",
     help="A method option, repeatable (see `dmlbench methods --verbose`).",
 )
-@click.option("--dataset", default=None, help="Dataset name or folder:PATH. [default: glyphs]")
-@click.option(
-    "--data-root", default=None, help="Folder of the public benchmarks. [default: $DMLBENCH_DATA]"
-)
-@click.option(
-    "--skip-bad-images",
-    is_flag=True,
-    default=None,
-    help="Leave out unreadable images (counted in the summary) instead of stopping.",
-)
-@click.option(
-    "--image-cache",
-    type=click.IntRange(min=32),
-    default=None,
-    metavar="SIDE",
-    help="Read downsized copies (shorter side SIDE, e.g. 256), made once in the cache.",
-)
-@click.option("--backbone", default=None, help="timm model name. [default: the dataset's]")
-@click.option(
-    "--weights",
-    default=None,
-    help="Backbone weights: a .safetensors/.pth file, 'pretrained' or 'none' (random init). "
-    "[default: pretrained]",
-)
-@click.option("--embedding-dim", type=int, default=None, help="[default: backbone width]")
-@click.option(
-    "--epochs",
-    type=int,
-    default=None,
-    help="Training epochs; 0 evaluates without training. [default: the dataset's recipe]",
-)
-@click.option("--batch-size", type=int, default=None, help="[default: the dataset's recipe]")
-@click.option("--images-per-class", type=int, default=None, help="Images of each class per batch.")
-@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default=None)
-@click.option("--lr", type=float, default=None, help="Learning rate of the model's parameters.")
-@click.option("--proxy-lr", type=float, default=None, help="Learning rate of the proxies.")
-@click.option("--seed", type=int, default=None, help="[default: 0]")
-@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N. [default: auto]")
-@click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default=None)
-@click.option(
-    "--eval-every", type=int, default=None, help="Evaluate every N epochs (0: at the end)."
-)
 @click.option(
     "--config",
     "config_file",
     type=click.Path(path_type=Path),
     default=None,
     help="YAML file of run-config keys; flags override it.",
-)
-@click.option(
-    "--output", default=None, help="Root folder of run directories. [default: results/runs]"
-)
-@click.option(
-    "--checkpoint-every",
-    type=int,
-    default=None,
-    metavar="STEPS",
-    help="Also checkpoint every STEPS steps (0: at the end of each epoch only). [default: 0]",
-)
-@click.option(
-    "--keep-checkpoints", type=int, default=None, help="Keep the newest N checkpoints. [default: 2]"
 )
 @click.option(
     "--resume",
@@ -166,8 +87,8 @@ def run(config_file, opts, resume_dir, **flags) -> None:
     """Train one method on one dataset and evaluate it on the unseen classes."""
     from dmlbench.config import make_config
     from dmlbench.options import parse_key_values
-    from dmlbench.run import execute
-    from dmlbench.trainer import NonFiniteLoss
+    from dmlbench.run.execute import execute
+    from dmlbench.train.trainer import NonFiniteLoss
 
     flags["method_options"] = parse_key_values(opts)
     if resume_dir is not None:
@@ -222,11 +143,11 @@ def format_summary(summary: dict, run_dir: Path) -> str:
         f"(paper-style MAP@R {m['map@r_paper']:.4f})",
         f"  tunable parameters {p['tunable']:,} of {p['total']:,} "
         f"({p['tunable_pct_of_backbone']:.2f}% of the backbone's {p['backbone']:,})",
-        f"  peak memory {mem['peak_mb']:.0f} MB "
+        f"  peak memory {mem['peak_mb']:.0f} MB, {mem['peak_kind']}"
         + (
-            f"(torch allocator; NVML {mem['nvml_peak_used_mb']:.0f} MB)"
-            if mem.get("cuda_max_allocated_mb") is not None
-            else "(RSS growth during training)"
+            f"; NVML {mem['nvml_peak_used_mb']:.0f} MB"
+            if mem.get("nvml_peak_used_mb") is not None
+            else f"; host RSS growth {mem['rss_growth_mb']:.0f} MB"
         ),
         f"  time {t['wall_seconds']:.0f} s; train {t['train_images_per_s']:.0f} img/s, "
         f"eval {t['eval_images_per_s']:.0f} img/s",
@@ -248,25 +169,113 @@ def params(method, opts, dataset, backbone, embedding_dim, all_rows) -> None:
     """Tunable / total parameters of a method, without images or weights (meta device)."""
     import pandas as pd
 
+    from dmlbench.cost.params import count_row, format_table, table1_counts
     from dmlbench.data.spec import get_dataset
     from dmlbench.options import parse_key_values
-    from dmlbench.params import count_row, format_table, table1_counts
     from dmlbench.registry import get_method
 
-    spec = get_dataset(dataset)
-    backbone = backbone or spec.recipe.backbone
+    benchmark = get_dataset(dataset)
+    backbone = backbone or benchmark.recipe.backbone
     if all_rows:
         if opts or method != "linear-probe":
             raise click.UsageError("--all prints the Table-1 set; drop --method/--opt")
-        table = table1_counts(backbone, embedding_dim, spec.num_train_classes, spec.recipe)
+        table = table1_counts(
+            backbone, embedding_dim, benchmark.num_train_classes, benchmark.recipe
+        )
     else:
         given = parse_key_values(opts)
         get_method(method).from_values(given)  # the user's options, checked on their own
-        recipe = spec.recipe.defaults_for(method)["method_options"]  # e.g. Cars' prompt layout
+        recipe = benchmark.recipe.defaults_for(method)["method_options"]  # e.g. Cars' prompt layout
         chosen = get_method(method).from_values({**recipe, **given})
-        table = pd.DataFrame([count_row(chosen, backbone, embedding_dim, spec.num_train_classes)])
-    click.echo(f"{backbone} on {spec.name}: {spec.num_train_classes} training classes")
+        table = pd.DataFrame(
+            [count_row(chosen, backbone, embedding_dim, benchmark.num_train_classes)]
+        )
+    click.echo(f"{backbone} on {benchmark.name}: {benchmark.num_train_classes} training classes")
     click.echo(format_table(table))
+
+
+@main.command()
+@click.option("--method", default="linear-probe", show_default=True, help="Method name.")
+@click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE", help="A method option.")
+@click.option(
+    "--dataset",
+    default="cub",
+    show_default=True,
+    help="Sets the number of training classes, and the defaults below from its recipe.",
+)
+@click.option("--backbone", default=None, help="timm model name. [default: the dataset's]")
+@click.option("--embedding-dim", type=click.IntRange(min=1), default=None)
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="[default: the recipe's]")
+@click.option("--images-per-class", type=click.IntRange(min=1), default=None)
+@click.option("--image-size", type=int, default=None, help="Input side. [default: the backbone's]")
+@click.option(
+    "--amp",
+    type=click.Choice(["fp16", "bf16", "off"]),
+    default=None,
+    help="Autocast dtype. [default: the recipe's; auto counts as bf16]",
+)
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default=None)
+@click.option("--all", "all_rows", is_flag=True, help="Every declared Table-1 row.")
+@click.option(
+    "--measure",
+    "measure_device",
+    default=None,
+    metavar="DEVICE",
+    help="Also run the step for real on DEVICE (cuda, cuda:N; cpu gives RSS) and print "
+    "the measured peaks beside the estimate.",
+)
+def memory(
+    method, opts, dataset, backbone, embedding_dim, batch, images_per_class, image_size, amp,
+    optimizer, all_rows, measure_device,
+) -> None:  # fmt: skip
+    """Peak accelerator memory of a training step, estimated without an accelerator, with
+    inference FLOPs and the stored size of what trains (no images, no weights)."""
+    from dmlbench.cost.memory import StepShape
+    from dmlbench.cost.table import (
+        cost_row,
+        describe,
+        measure_on_device,
+        recipe_amp,
+        rows_for_table,
+        to_frame,
+    )  # fmt: skip
+    from dmlbench.data.spec import get_dataset
+    from dmlbench.options import parse_key_values
+    from dmlbench.registry import get_method
+    from dmlbench.run.execute import pick_device
+
+    benchmark = get_dataset(dataset)
+    recipe = benchmark.recipe
+    shape = StepShape(
+        backbone=backbone or recipe.backbone,
+        batch=batch or recipe.batch_size,
+        image_size=image_size,
+        amp=amp or recipe_amp(recipe),
+        optimizer=optimizer or recipe.optimizer,
+        num_classes=benchmark.num_train_classes,
+        embedding_dim=embedding_dim,
+        images_per_class=images_per_class or recipe.images_per_class,
+        proxy_init=recipe.proxy_init,
+    )
+    if all_rows:
+        if opts or method != "linear-probe":
+            raise click.UsageError("--all prints every Table-1 row; drop --method/--opt")
+        rows = rows_for_table(shape, recipe)
+    else:
+        given = parse_key_values(opts)
+        get_method(method).from_values(given)  # the user's options, checked on their own
+        options = {**recipe.defaults_for(method)["method_options"], **given}
+        rows = [cost_row(method, get_method(method).from_values(options), shape)]
+    for line in describe(shape):
+        click.echo(line)
+    click.echo(to_frame(rows).to_string(index=False))
+    if measure_device is not None:
+        device = pick_device(measure_device)
+        for row in rows:
+            measured = measure_on_device(type(row.method)(row.method.options), shape, device)
+            figures = ", ".join(f"{k} {v:.3f}" if "/" in k else f"{k} {v:.0f}"
+                                for k, v in measured.items() if v is not None)  # fmt: skip
+            click.echo(f"measured on {device}, {row.label}: {figures}")
 
 
 @main.command()
@@ -298,15 +307,16 @@ def datasets() -> None:
             prefix = name.split(":")[0]
             click.echo(f"{name:<14} {CATALOG.prefixed[prefix].description}")
             continue
-        spec = get_dataset(name)
-        state = "present" if spec.is_present() else "absent"
+        benchmark = get_dataset(name)
+        state = "present" if benchmark.is_present() else "absent"
         sizes = ", ".join(
             f"{split} {classes:,} classes / {images:,} images"
-            for split, (classes, images) in spec.split_sizes().items()
+            for split, (classes, images) in benchmark.split_sizes().items()
         )
         click.echo(
-            f"{name:<14} {spec.description}\n{'':<14} {sizes}; R@K {list(spec.recall_ks)}\n"
-            f"{'':<14} {state} at {spec.location()}"
+            f"{name:<14} {benchmark.description}\n"
+            f"{'':<14} {sizes}; R@K {list(benchmark.recall_ks)}\n"
+            f"{'':<14} {state} at {benchmark.location()}"
         )
 
 
@@ -354,7 +364,7 @@ def sweep(
 ) -> None:
     """Run a grid of methods × datasets × backbones × seeds; finished runs are skipped,
     interrupted ones resumed."""
-    from dmlbench.sweep import describe, read_sweep, run_sweep, with_output
+    from dmlbench.run.sweep import describe, read_sweep, run_sweep, with_output
 
     planned = read_sweep(grid_file)
     if output:
@@ -377,7 +387,7 @@ def sweep(
 
 
 def _submit_sweep(planned, grid_file: Path, executor: str, wait: bool, **options) -> None:
-    from dmlbench.sweep_submitit import SlurmOptions, submit
+    from dmlbench.run.slurm import SlurmOptions, submit
 
     if executor == "slurm" and not options["slurm_partition"]:
         raise UserError("--executor slurm needs --slurm-partition NAME")
@@ -428,7 +438,7 @@ def _submit_sweep(planned, grid_file: Path, executor: str, wait: bool, **options
 def report(runs: Path, fmt: str, output: Path | None, filters, with_paper: bool) -> None:
     """Tables (Table-1 and Table-2 layouts) and plots from the runs under RUNS."""
     from dmlbench.options import parse_key_values
-    from dmlbench.report import render
+    from dmlbench.store.report import render
 
     click.echo(render(runs, fmt, output, parse_key_values(filters), with_paper))
 
@@ -439,13 +449,13 @@ def data() -> None:
 
 
 def _public(name: str, data_root: str | None):
-    from dmlbench.data.public import PublicDataset
+    from dmlbench.data.public.base import PublicDataset
     from dmlbench.data.spec import get_dataset
 
-    spec = get_dataset(name, data_root)
-    if not isinstance(spec, PublicDataset):
+    benchmark = get_dataset(name, data_root)
+    if not isinstance(benchmark, PublicDataset):
         raise UserError(f"dataset {name}: not a public benchmark; use cub, cars, sop or inshop")
-    return spec
+    return benchmark
 
 
 DATA_ROOT = click.option(
@@ -458,12 +468,12 @@ DATA_ROOT = click.option(
 @DATA_ROOT
 def download(name: str, data_root: str | None) -> None:
     """Download NAME from its official source (resumable, checksum-verified) and unpack it."""
-    spec = _public(name, data_root)
-    if not spec.sources:
-        click.echo(f"{name}: no stable download source. {spec.manual_text()}")
+    benchmark = _public(name, data_root)
+    if not benchmark.sources:
+        click.echo(f"{name}: no stable download source. {benchmark.manual_text()}")
         sys.exit(2)
-    spec.download()
-    click.echo(f"{name}: ready at {spec.root}")
+    benchmark.download()
+    click.echo(f"{name}: ready at {benchmark.root}")
 
 
 @data.command()
@@ -479,9 +489,9 @@ def download(name: str, data_root: str | None) -> None:
 @DATA_ROOT
 def prepare(name: str, files: tuple[Path, ...], data_root: str | None) -> None:
     """Put files fetched by hand into place (archives are unpacked safely)."""
-    spec = _public(name, data_root)
-    spec.prepare(list(files))
-    click.echo(f"{name}: ready at {spec.root}")
+    benchmark = _public(name, data_root)
+    benchmark.prepare(list(files))
+    click.echo(f"{name}: ready at {benchmark.root}")
 
 
 @data.command()
@@ -491,8 +501,8 @@ def verify(name: str, data_root: str | None) -> None:
     """Check NAME's layout, published counts, and that every image decodes."""
     from dmlbench.data.verify import find_bad_images
 
-    spec = _public(name, data_root)
-    records = spec.records()  # layout and counts
+    benchmark = _public(name, data_root)
+    records = benchmark.records()  # layout and counts
     bad = find_bad_images(records)
     for path, why in bad:
         click.echo(f"{path}: {why}")

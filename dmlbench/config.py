@@ -8,7 +8,7 @@ flag or the YAML says otherwise. The resolved config is stored with the run.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,53 +16,83 @@ import yaml
 
 from dmlbench.data.spec import DatasetSpec
 from dmlbench.errors import UserError
-from dmlbench.options import build_options
+from dmlbench.options import build_options, option
+
+R = "[default: the dataset's recipe]"
 
 
 @dataclass
 class RunConfig:
-    method: str = "linear-probe"
-    method_options: dict[str, Any] = field(default_factory=dict)
-    label: str | None = None  # the row name in reports, e.g. "VPT (L12, N10)"
-    dataset: str = "glyphs"
-    data_root: str | None = None  # where the public benchmarks live (else $DMLBENCH_DATA)
-    skip_bad_images: bool = False  # else unreadable images stop the run before training
-    image_cache: int | None = None  # shorter side of cached downsized copies (None: off)
-    backbone: str | None = None
-    weights: str | None = None  # a file, "pretrained", or "none" (random init)
-    embedding_dim: int | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    images_per_class: int | None = None
-    # m-per-class: PML's MPerClassSampler; class-random: the VPTSP reference's
-    sampler: Literal["m-per-class", "class-random"] | None = None
-    optimizer: Literal["sgd", "adamw"] | None = None
-    lr: float | None = None
-    proxy_lr: float | None = None
-    weight_decay: float | None = None
-    # None: the run's weight_decay (the VPTSP and Proxy-Anchor reference codes decay proxies)
-    proxy_weight_decay: float | None = None
-    proxy_init: Literal["kaiming", "reference"] | None = None  # see EmbeddingModel
-    momentum: float = 0.9
-    warmup_epochs: float = 0.0
-    # cosine-steps: from lr to lr_min over every step; cosine-epochs: torch's
-    # CosineAnnealingLR stepped once per epoch with T_max = cosine_epochs (the reference)
-    lr_schedule: Literal["cosine-steps", "cosine-epochs"] | None = None
-    cosine_epochs: int | None = None  # None: the run's epochs
-    lr_min: float | None = None
-    grad_clip: float | None = None  # 0: no clipping
-    loss_alpha: float = 32.0
-    loss_margin: float = 0.1
-    loss_positive_divisor: Literal["present", "all"] | None = None
-    seed: int = 0
-    device: str = "auto"
-    amp: Literal["auto", "off", "bf16", "fp16"] | None = None
-    eval_every: int | None = None  # evaluate every N epochs (0: at the end only)
-    checkpoint_every: int = 0  # also checkpoint every N steps (0: at the end of each epoch only)
-    keep_checkpoints: int = 2
-    eval_batch_size: int = 256
-    num_workers: int | None = None
-    output: str = "results/runs"
+    """Every setting of a run; ``dmlbench run``'s options are made from these fields
+    (``--field-name``, the help below), and a run's config.yaml holds them resolved."""
+
+    method: str = option("linear-probe", "Method name (see `dmlbench methods`).")
+    method_options: dict[str, Any] = option(
+        None, "Method options (CLI: --opt KEY=VALUE).", default_factory=dict
+    )
+    label: str | None = option(None, 'Row name in reports, e.g. "VPT (L12, N10)".')
+    dataset: str = option("glyphs", "Dataset name or folder:PATH.")
+    data_root: str | None = option(
+        None, "Folder of the public benchmarks. [default: $DMLBENCH_DATA]"
+    )
+    skip_bad_images: bool = option(
+        False, "Leave out unreadable images (counted in the summary) instead of stopping."
+    )
+    image_cache: int | None = option(
+        None, "Read downsized copies (shorter side N, e.g. 256), made once in the cache."
+    )
+    backbone: str | None = option(None, f"timm model name. {R}")
+    weights: str | None = option(
+        None, "Backbone weights: a .safetensors/.pth file, 'pretrained' or 'none' (random init)."
+    )
+    embedding_dim: int | None = option(None, "[default: the backbone's width]")
+    epochs: int | None = option(None, f"Training epochs; 0 evaluates without training. {R}")
+    batch_size: int | None = option(None, R)
+    images_per_class: int | None = option(None, f"Images of each class per batch. {R}")
+    sampler: Literal["m-per-class", "class-random"] | None = option(
+        None, f"Batches: PML's MPerClassSampler, or the VPTSP code's class-random. {R}"
+    )
+    optimizer: Literal["sgd", "adamw"] | None = option(None, R)
+    lr: float | None = option(None, f"Learning rate of the model's parameters. {R}")
+    proxy_lr: float | None = option(None, f"Learning rate of the proxies. {R}")
+    weight_decay: float | None = option(None, R)
+    proxy_weight_decay: float | None = option(
+        None, "Weight decay of the proxies. [default: weight_decay]"
+    )
+    proxy_init: Literal["kaiming", "reference"] | None = option(
+        None, f"Proxies: Proxy-Anchor's kaiming init, or the VPTSP code's xavier/8. {R}"
+    )
+    momentum: float = option(0.9, "SGD momentum.")
+    warmup_epochs: float = option(0.0, "Linear warm-up of the learning rate, in epochs.")
+    lr_schedule: Literal["cosine-steps", "cosine-epochs"] | None = option(
+        None,
+        "cosine-steps: from lr to lr_min over all steps; cosine-epochs: CosineAnnealingLR "
+        f"stepped per epoch, T_max = cosine_epochs (the VPTSP code). {R}",
+    )
+    cosine_epochs: int | None = option(None, "T_max of cosine-epochs. [default: epochs]")
+    lr_min: float | None = option(None, f"The schedule's floor. {R}")
+    grad_clip: float | None = option(None, f"Gradient norm clipping (0: none). {R}")
+    loss_alpha: float = option(32.0, "Proxy-Anchor's scale α_s.")
+    loss_margin: float = option(0.1, "Proxy-Anchor's margin δ.")
+    loss_positive_divisor: Literal["present", "all"] | None = option(
+        None, f"Positive term over proxies present in the batch, or all C (the VPTSP code). {R}"
+    )
+    seed: int = option(0, "Random seed.")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N.")
+    amp: Literal["auto", "off", "bf16", "fp16"] | None = option(
+        None, f"Mixed precision on CUDA (auto: bf16 where supported). {R}"
+    )
+    eval_every: int | None = option(None, f"Evaluate every N epochs (0: at the end). {R}")
+    checkpoint_every: int = option(
+        0, "Also checkpoint every N steps (0: at the end of each epoch only)."
+    )
+    keep_checkpoints: int = option(2, "Keep the newest N checkpoints.")
+    eval_batch_size: int = option(256, "Batch size of evaluation.")
+    num_workers: int | None = option(None, "Data loader workers. [default: 0 on CPU, else 8]")
+    output: str = option("results/runs", "Root folder of run directories.")
+    estimate_memory: bool = option(
+        True, "Record the estimated accelerator peak of this run's training step."
+    )
 
     def __post_init__(self) -> None:
         if self.epochs is not None and self.epochs < 0:
@@ -154,7 +184,12 @@ def config_key(config: RunConfig) -> str:
     import json
 
     values = dataclasses.asdict(config)
-    for where_and_how_often in ("output", "checkpoint_every", "keep_checkpoints"):
+    for where_and_how_often in (
+        "output",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "estimate_memory",
+    ):
         values.pop(where_and_how_often)  # they change no result
     text = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]

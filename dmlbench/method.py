@@ -14,14 +14,73 @@ the (B) of any plugin, without a second registered name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from dmlbench.backbone import EmbeddingModel, ModelSpec
+from dmlbench.nn.model import EmbeddingModel, ModelSpec
 from dmlbench.options import build_options, option
+
+
+@dataclass(frozen=True)
+class PaperNumbers:
+    """What a paper printed for a row (strings as printed, numbers in its units)."""
+
+    tunable: str | None = None  # e.g. "0.23M"
+    tunable_pct: float | None = None
+    memory: str | None = None  # e.g. "2.2G"
+    memory_pct: float | None = None  # % of full fine-tuning
+    recall_at_1: float | None = None  # %
+    map_at_r: float | None = None  # %, the paper's own MAP@R variant
+    dataset: str = "cub"  # where the paper ran the row
+    backbone: str = "vit_small_patch16_224.augreg_in21k"
+    source: str = "Ren et al., ICLR 2024, Table 1"
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One row of a Table-1-style comparison, declared beside its method.
+
+    ``dmlbench params --all``, ``dmlbench memory --all``, the report's paper
+    columns, bench_methods and the shipped sweeps' tests all read these, so a
+    plugin's rows appear there without edits elsewhere.
+    """
+
+    label: str
+    options: dict[str, Any] = field(default_factory=dict)
+    paper: PaperNumbers | None = None
+    order: float = 100.0  # position in the table (the paper's rows use 0-99)
+
+
+@dataclass(frozen=True)
+class LogUniform:
+    """A number searched on a log scale in [low, high] (learning rates)."""
+
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Uniform:
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class IntRange:
+    low: int
+    high: int
+    step: int = 1
+
+
+@dataclass(frozen=True)
+class Choice:
+    values: tuple
+
+
+Distribution = LogUniform | Uniform | IntRange | Choice
 
 
 @dataclass
@@ -46,6 +105,8 @@ class Method:
     # False for methods whose own state (not parameters) a step updates from
     # the local batch: under several processes the ranks' copies would drift.
     distributed: ClassVar[bool] = True
+    # The method's rows of Table-1-style tables (see TableRow).
+    table_rows: ClassVar[tuple[TableRow, ...]] = ()
 
     def __init__(self, options: Any | None = None):
         self.options = options if options is not None else self.Options()
@@ -92,12 +153,32 @@ class Method:
         """The C × E proxies the loss uses this step (default: the model's learnable ones)."""
         return model.proxies
 
+    def extra_loss(
+        self, model: EmbeddingModel, embeddings: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor | None:
+        """A term added to the metric loss this step (e.g. a regulariser); None: nothing.
+        Called inside the forward pass's autocast, after :meth:`proxies`."""
+        return None
+
+    @classmethod
+    def search_space(cls) -> dict[str, Distribution]:
+        """What ``dmlbench tune`` searches for this method: run-config keys (``lr``,
+        ``images_per_class`` …) and ``opt.<option>`` for method options. Every method
+        gets the same budget; a method adds its own knobs by extending this."""
+        return {"lr": LogUniform(1e-5, 1e-2), "images_per_class": Choice((1, 2, 4))}
+
     def after_step(
         self, model: EmbeddingModel, optimizer: torch.optim.Optimizer, grad_scale: float
     ) -> None:
         """Called after each optimizer step: for state a method updates itself
         (e.g. rows of a parameter bank kept off the accelerator). ``grad_scale``
         is the AMP loss scale the gradients still carry (1.0 without fp16)."""
+
+    def host_resident(self, model: EmbeddingModel) -> list[torch.Tensor]:
+        """Tensors the method keeps in host memory on an accelerator run (with their
+        gradients and optimizer state): memory estimates leave them out of the
+        accelerator's peak and report them apart."""
+        return []
 
     def state_report(self, model: EmbeddingModel) -> dict:
         """Numbers about the method's own state worth keeping in the run's summary,

@@ -20,7 +20,10 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def option(default: Any, help: str, **kwargs) -> Any:
-    """A dataclass field with help text (shown by ``dmlbench methods --verbose``)."""
+    """A dataclass field with help text (shown by ``dmlbench methods --verbose`` and as
+    the CLI option's help); pass ``default_factory=`` (and None) for mutable defaults."""
+    if "default_factory" in kwargs:
+        return dataclasses.field(metadata={"help": help}, **kwargs)
     return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
 
 

@@ -2,8 +2,8 @@
 
 Built-in methods are discovered by importing every module of
 ``dmlbench.methods``; third-party methods arrive through the entry-point group
-``dmlbench.methods`` so a pip-installed package can add one without touching
-dmlbench.
+``dmlbench.methods`` (datasets: ``dmlbench.datasets``), so a pip-installed
+package adds one without touching dmlbench.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, TypeVar
 
+from dmlbench.data.spec import dataset_names, get_dataset  # noqa: F401 - the public lookups
+from dmlbench.entry_points import NameTaken, load_group, origin
 from dmlbench.errors import UserError
 
 if TYPE_CHECKING:
-    from dmlbench.method import Method
+    from dmlbench.method import Method, TableRow
 
 ENTRY_POINT_GROUP = "dmlbench.methods"
 
@@ -32,9 +33,10 @@ def register_method(name: str) -> Callable[[M], M]:
 
     def decorate(cls: M) -> M:
         existing = _METHODS.get(name)
-        if existing is not None and existing is not cls:
-            raise ValueError(
-                f"method name {name!r} is taken by {existing.__module__}.{existing.__qualname__}"
+        if existing is not None and origin(existing) != origin(cls):
+            raise NameTaken(
+                f"method name {name!r} is claimed by both {origin(existing)} and {origin(cls)}; "
+                "uninstall one of the two plugins, or rename one"
             )
         cls.name = name
         _METHODS[name] = cls
@@ -47,13 +49,10 @@ def load_entry_point_methods() -> list[str]:
     """Import every plugin of the ``dmlbench.methods`` entry-point group.
 
     Each entry point names a module (or an object in it) whose import runs
-    ``@register_method``; returns the entry-point names that were loaded.
+    ``@register_method``; returns the entry-point names that were loaded. A
+    plugin that fails to import is reported in one line and skipped.
     """
-    loaded = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        ep.load()
-        loaded.append(ep.name)
-    return loaded
+    return load_group(ENTRY_POINT_GROUP)
 
 
 def discover_methods() -> None:
@@ -83,3 +82,10 @@ def get_method(name: str) -> type[Method]:
         raise UserError(
             f"unknown method {name!r}; valid methods: {', '.join(sorted(_METHODS))}"
         ) from None
+
+
+def table_row_methods() -> list[tuple[str, TableRow]]:
+    """(method name, row) for the Table-1 rows every registered method declares
+    (plugins' included), in their declared order."""
+    rows = [(name, row) for name in method_names() for row in get_method(name).table_rows]
+    return sorted(rows, key=lambda pair: pair[1].order)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dmlbench.adapters import BottleneckAdapter, add_parallel_adapter
-from dmlbench.backbone import EmbeddingModel, ModelSpec
-from dmlbench.method import Method, MethodOptions
+from dmlbench.method import Method, MethodOptions, PaperNumbers, TableRow
+from dmlbench.nn.adapters import BottleneckAdapter, add_parallel_adapter
+from dmlbench.nn.model import EmbeddingModel, ModelSpec
 from dmlbench.options import option
 from dmlbench.registry import register_method
 
@@ -40,6 +40,21 @@ class Adapter(Method):
         "Adapter (AdaptFormer): frozen backbone, bottleneck adapters in the last L blocks."
     )
     Options = AdapterOptions
+
+    table_rows = (
+        TableRow(
+            "Adapter (L7, d256)",
+            {"layers": 7, "bottleneck": 256},
+            PaperNumbers("1.57M", 5.2, "1.9G", 31.7, 83.1, 46.4),
+            order=3,
+        ),
+        TableRow(
+            "Adapter (B) (L1, d256)",
+            {"layers": 1, "bottleneck": 256, "bias": True},
+            PaperNumbers("0.46M", 1.52, "2.4G", 40.0, 85.8, 49.7),
+            order=4,
+        ),
+    )
 
     def layers(self, spec: ModelSpec) -> int:
         if self.options.layers is None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dmlbench.backbone import EmbeddingModel, ModelSpec
-from dmlbench.method import Method, MethodOptions
+from dmlbench.method import Method, MethodOptions, PaperNumbers, TableRow
+from dmlbench.nn.model import EmbeddingModel, ModelSpec
+from dmlbench.nn.prompts import DeepPrompts, PromptInserter
 from dmlbench.options import option
-from dmlbench.prompts import DeepPrompts, PromptInserter
 from dmlbench.registry import register_method
 
 PromptInit = Literal["xavier-normal", "vpt-uniform", "normal", "zeros"]
@@ -61,6 +61,21 @@ def shared_prompts(o: VPTOptions, layers: int, spec: ModelSpec, patch: int) -> D
 class VPT(Method):
     description = "VPT-deep: frozen backbone, N prompt tokens in the first L blocks; head trains."
     Options = VPTOptions
+
+    table_rows = (
+        TableRow(
+            "VPT (L12, N10)",
+            {"layers": 12, "prompts": 10},
+            PaperNumbers("0.23M", 0.76, "2.2G", 36.6, 85.1, 51.2),
+            order=5,
+        ),
+        TableRow(
+            "VPT (B) (L12, N10)",
+            {"layers": 12, "prompts": 10, "bias": True},
+            PaperNumbers("0.30M", 0.99, "2.2G", 36.6, 85.7, 51.6),
+            order=6,
+        ),
+    )
 
     def attach(self, model: EmbeddingModel) -> None:
         o, spec = self.options, model.spec

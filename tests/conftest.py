@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dmlbench.data.fonts import font_files
+from dmlbench.data.glyphs.fonts import font_files
 
 TINY_BACKBONE = "vit_glyph_patch8_48"
 
@@ -30,7 +30,7 @@ def isolated_cache(tmp_path_factory, request):
 
 def make_glyph_folder(root: Path, n_classes: int = 8, per_class: int = 6, seed: int = 0) -> Path:
     """A class-folder dataset of rendered glyphs (letters), cheap to make."""
-    from dmlbench.data.glyphs import GlyphStyle, render_instance
+    from dmlbench.data.glyphs.render import GlyphStyle, render_instance
 
     fonts = [f for f in font_files() if f.name.startswith("DejaVuSans")]
     for c in range(n_classes):

@@ -4,9 +4,9 @@ import pytest
 import timm
 import torch
 
-from dmlbench.adapters import BottleneckAdapter, add_parallel_adapter
-from dmlbench.backbone import GLYPH_BACKBONE  # importing it registers the model with timm
-from dmlbench.prompts import DeepPrompts, PromptInserter, init_prompts, xavier_normal_std
+from dmlbench.nn.adapters import BottleneckAdapter, add_parallel_adapter
+from dmlbench.nn.backbone import GLYPH_BACKBONE  # importing it registers the model with timm
+from dmlbench.nn.prompts import DeepPrompts, PromptInserter, init_prompts, xavier_normal_std
 
 
 def tiny_vit(depth=4, dim=32):

@@ -6,17 +6,13 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from dmlbench.backbone import (
-    GLYPH_BACKBONE,
-    build_model,
-    create_backbone,
-    shipped_weights_path,
-)
 from dmlbench.data import transforms
-from dmlbench.data.glyph_benchmark import GlyphDataset
+from dmlbench.data.glyphs.benchmark import GlyphDataset
 from dmlbench.data.image_list import ImageListDataset
 from dmlbench.errors import UserError
-from dmlbench.evaluate import retrieval_metrics
+from dmlbench.eval.retrieval import retrieval_metrics
+from dmlbench.nn.backbone import GLYPH_BACKBONE, create_backbone, shipped_weights_path
+from dmlbench.nn.model import build_model
 
 
 def test_weights_file_is_loaded_through_timm(tmp_path):
@@ -82,7 +78,7 @@ def _run_probe(env: dict) -> str:
     import subprocess
     import sys
 
-    code = "from dmlbench.backbone import hub_unreachable_reason as r; print(r('timm/x'))"
+    code = "from dmlbench.nn.backbone import hub_unreachable_reason as r; print(r('timm/x'))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     return out.stdout.strip()
 
@@ -123,3 +119,23 @@ def test_hub_probe_goes_through_the_users_proxy_and_offline_switch():
         assert _run_probe({**env, "HF_HUB_OFFLINE": "1"}).startswith("OfflineModeIsEnabled")
     finally:
         server.shutdown()
+
+
+def test_folding_the_stem_norms_keeps_the_stems_output():
+    """Pretraining uses BatchNorm in the conv stem; the shipped stem has it folded into
+    the convolutions (torch's fuse_conv_bn_weights): same output in eval mode."""
+    from dmlbench.nn.backbone import ConvStemEmbed, fold_stem_norms
+
+    torch.manual_seed(0)
+    normed = ConvStemEmbed(img_size=48, patch_size=8, in_chans=3, embed_dim=16, norm=True)
+    for module in normed.proj:
+        if isinstance(module, torch.nn.BatchNorm2d):  # statistics a training run would leave
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    plain = ConvStemEmbed(img_size=48, patch_size=8, in_chans=3, embed_dim=16, norm=False)
+    fold_stem_norms(normed, plain)
+    images = torch.randn(2, 3, 48, 48)
+    normed.eval()
+    torch.testing.assert_close(plain(images), normed(images), rtol=1e-5, atol=1e-5)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dmlbench.checkpoint import list_checkpoints
+from dmlbench.train.checkpoint import list_checkpoints
 
 EPOCHS = 3  # 3 steps per epoch on the tiny folder: 9 steps
 
@@ -52,7 +52,7 @@ def final_result(run_dir: Path) -> tuple[list[dict], dict[str, torch.Tensor]]:
         for line in (run_dir / "epochs.jsonl").read_text().splitlines()
     ]
     last = torch.load(list_checkpoints(run_dir)[-1], weights_only=False)
-    return records, last["model"]
+    return records, last["trainer"]["model"]
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_checkpoints_hold_only_what_trains_and_keep_the_newest(glyph_folder, tmp
     run_dir = only_run_dir(tmp_path)
     files = list_checkpoints(run_dir)
     assert [p.name for p in files] == [f"step-{s:09d}.pt" for s in (1, 2, 3)]
-    state = torch.load(files[-1], weights_only=False)["model"]
+    state = torch.load(files[-1], weights_only=False)["trainer"]["model"]
     # VPT on the folder recipe's ViT-S (12 blocks): the deep prompts (a tensor per block),
     # the head and the proxies; no backbone tensor.
     assert sorted(state) == sorted([

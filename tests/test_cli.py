@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from dmlbench.cli import main
-from dmlbench.results import load
+from dmlbench.store.results import load
 from tests.conftest import tiny_run_cli_args
 
 
@@ -132,7 +132,7 @@ def test_same_seed_same_result(tiny_run_args, tmp_path):
 def test_non_finite_loss_is_one_line_and_marks_the_run_failed(tiny_run_args, monkeypatch, tmp_path):
     import torch
 
-    import dmlbench.run
+    import dmlbench.run.execute
 
     class NanLoss(torch.nn.Module):
         def __init__(self, *args):
@@ -141,12 +141,12 @@ def test_non_finite_loss_is_one_line_and_marks_the_run_failed(tiny_run_args, mon
         def forward(self, embeddings, labels, proxies):
             return (embeddings.sum() + proxies.sum()) * float("nan")
 
-    monkeypatch.setattr(dmlbench.run, "ProxyAnchorLoss", NanLoss)
+    monkeypatch.setattr(dmlbench.run.execute, "ProxyAnchorLoss", NanLoss)
     result = invoke(tiny_run_args)
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(lines) == 1 and "loss is nan at step 0 (epoch 1)" in lines[0]
-    from dmlbench.results import load
+    from dmlbench.store.results import load
 
     row = load(tmp_path / "runs").iloc[0]
     assert row["status"] == "failed" and "NonFiniteLoss" in row["error"]
@@ -155,9 +155,9 @@ def test_non_finite_loss_is_one_line_and_marks_the_run_failed(tiny_run_args, mon
 def test_non_finite_loss_later_keeps_the_last_good_checkpoint(tiny_run_args, monkeypatch, tmp_path):
     import torch
 
-    import dmlbench.run
-    from dmlbench.checkpoint import list_checkpoints
-    from dmlbench.losses import ProxyAnchorLoss
+    import dmlbench.run.execute
+    from dmlbench.nn.losses import ProxyAnchorLoss
+    from dmlbench.train.checkpoint import list_checkpoints
 
     class NanFromStep4(ProxyAnchorLoss):
         calls = 0
@@ -167,7 +167,7 @@ def test_non_finite_loss_later_keeps_the_last_good_checkpoint(tiny_run_args, mon
             loss = super().forward(embeddings, labels, proxies)
             return loss * float("nan") if NanFromStep4.calls > 4 else loss
 
-    monkeypatch.setattr(dmlbench.run, "ProxyAnchorLoss", NanFromStep4)
+    monkeypatch.setattr(dmlbench.run.execute, "ProxyAnchorLoss", NanFromStep4)
     args = tiny_run_args + ["--epochs", "3", "--checkpoint-every", "1", "--keep-checkpoints", "9"]
     result = invoke(args)
     assert result.exit_code == 1 and "loss is nan at step 4 (epoch 2)" in result.output
@@ -175,4 +175,4 @@ def test_non_finite_loss_later_keeps_the_last_good_checkpoint(tiny_run_args, mon
     # Steps 1-4 were good (step 3 ends epoch 1): their checkpoints stay, nothing after.
     assert [p.name for p in list_checkpoints(run_dir)] == [f"step-{s:09d}.pt" for s in (1, 2, 3, 4)]
     last = torch.load(list_checkpoints(run_dir)[-1], weights_only=False)
-    assert all(torch.isfinite(v).all() for v in last["model"].values())
+    assert all(torch.isfinite(v).all() for v in last["trainer"]["model"].values())

@@ -88,7 +88,7 @@ def test_batch_must_divide_into_classes():
 
 
 def test_yaml_method_options_are_typed(tmp_path):
-    from dmlbench.run import prepare
+    from dmlbench.run.execute import prepare
 
     path = tmp_path / "vpt.yaml"
     path.write_text("method: vpt\nmethod_options: {layers: 2, prompts: '3', bias: true}\n")
@@ -98,7 +98,7 @@ def test_yaml_method_options_are_typed(tmp_path):
 
 
 def test_unknown_method_option_lists_the_valid_ones(tmp_path):
-    from dmlbench.run import prepare
+    from dmlbench.run.execute import prepare
 
     path = tmp_path / "vpt.yaml"
     path.write_text("method: vpt\nmethod_options: {layer: 2}\n")

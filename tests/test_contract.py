@@ -1,119 +1,66 @@
-"""The contract every registered method must keep, run over every name (and its (B) variant).
+"""The method contract (dmlbench.testing.check_method) over a table of (method, options).
 
-A new method, built in or plugged in, is tested by being registered.
+Every registered name, with and without ``bias``, and options away from the
+defaults; a new method, built in or plugged in, is tested by being registered.
 """
 
 from __future__ import annotations
 
 import pytest
-import timm
 import torch
-from safetensors.torch import load_file, save_file
 
-from dmlbench.backbone import EmbeddingModel
-from dmlbench.losses import ProxyAnchorLoss
-from dmlbench.meter import count_parameters
-from dmlbench.registry import get_method, method_names
-from dmlbench.state import load_tunable_state, tunable_state
-from dmlbench.trainer import Trainer
+from dmlbench.registry import get_method, method_names, table_row_methods
+from dmlbench.testing import CLASSES as C  # noqa: F401 - re-exported for the VPTSP tests
+from dmlbench.testing import batches, check_method, prepared, tiny_model, trainer_for
 
-E, C, K = 16, 4, 2  # embedding, training classes, images per class
-CASES = [(name, bias) for name in method_names() for bias in (False, True)]
-
-
-def tiny_model(seed: int = 0) -> EmbeddingModel:
-    """Depth 12 (the paper's option defaults fit), width 32: built in milliseconds."""
-    torch.manual_seed(seed)
-    backbone = timm.create_model(
-        "vit_glyph_patch8_48", num_classes=0, embed_dim=32, depth=12, num_heads=2
-    )
-    return EmbeddingModel(backbone, E, C)
+# Options away from each method's defaults: a layer count, a shape, a storage.
+NON_DEFAULT = [
+    ("adapter", {"layers": 1, "bottleneck": 8, "scale": 0.5}),
+    ("vpt", {"layers": 1, "prompts": 2}),
+    ("vpt", {"layers": 4, "prompts": 5, "taper": 2, "carry": True, "init": "vpt-uniform"}),
+    ("vptsp-m", {"class_layers": 2, "class_prompts": 4, "class_taper": 1, "keep": 0.5}),
+    ("vptsp-g", {"bank": "host", "layers": 3, "prompts": 2}),
+    ("vptsp-g", {"bank": "lazy", "gru_dropout": 0.1, "alpha": 0.7}),
+    ("vptsp-g", {"checkpointing": True, "class_layers": 3}),
+]
+CASES = [(name, {"bias": bias}) for name in method_names() for bias in (False, True)]
+CASES += [c for c in NON_DEFAULT if c[0] in method_names()]
+CASES += [(name, row.options) for name, row in table_row_methods()]
 
 
-def prepared(name: str, bias: bool, seed: int = 0):
-    model = tiny_model(seed)
-    method = get_method(name).from_values({"bias": bias})
-    spec = model.spec
-    method.setup(model)
-    return model, method, spec
+@pytest.mark.parametrize("name,options", CASES, ids=[f"{n}-{o}" for n, o in CASES])
+def test_every_method_keeps_the_contract(name, options):
+    check_method(name, options)
 
 
-def batches(steps: int = 3):
-    gen = torch.Generator().manual_seed(1)
-    labels = torch.arange(C).repeat_interleave(K)
-    return [(torch.randn(C * K, 3, 48, 48, generator=gen), labels) for _ in range(steps)]
+def test_the_contract_catches_a_method_that_breaks_it():
+    """A method whose formula is off, or that trains a parameter it did not declare."""
+    from dmlbench.methods.linear_probe import LinearProbe
 
+    class OffByOne(LinearProbe):
+        def tunable_formula(self, spec):
+            return super().tunable_formula(spec) + 1
 
-def train(model, method, steps: int = 3) -> None:
-    # Plain SGD without weight decay: a parameter moves only if it got a gradient.
-    optimizer = torch.optim.SGD(method.param_groups(model, lr=0.05, proxy_lr=0.5), lr=0.05)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    trainer = Trainer(model, method, ProxyAnchorLoss(), optimizer, scheduler, torch.device("cpu"))
-    trainer.train_epoch(batches(steps), epoch=1)
+    with pytest.raises(AssertionError, match="formula says"):
+        check_method(OffByOne)
 
+    class ClsToo(LinearProbe):
+        def attach(self, model):
+            super().attach(model)
+            model.backbone.cls_token.requires_grad_(True)
 
-@pytest.fixture(scope="module", params=CASES, ids=[f"{n}{'-B' if b else ''}" for n, b in CASES])
-def trained(request):
-    name, bias = request.param
-    model, method, spec = prepared(name, bias)
-    state = model.state_dict()  # tensors; a module's extra state (a dict) is left out
-    before = {k: v.detach().clone() for k, v in state.items() if isinstance(v, torch.Tensor)}
-    train(model, method)
-    return name, bias, model, method, spec, before
+        def tunable_formula(self, spec):
+            return super().tunable_formula(spec) + spec.feature_dim
 
+    check_method(ClsToo)  # declared (requires_grad and counted): fine
 
-def test_only_the_declared_parameters_move(trained):
-    """Parameters, that is: a method's own buffers (VPTSP's memory P) may move."""
-    name, _, model, _, _, before = trained
-    tunable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert tunable, f"{name} declares nothing tunable"
-    for key, value in model.named_parameters():
-        if key in tunable:
-            assert not torch.equal(before[key], value), f"{name}: tunable {key} did not change"
-        else:
-            assert torch.equal(before[key], value), f"{name}: frozen {key} changed"
+    class Undeclared(LinearProbe):
+        def after_step(self, model, optimizer, grad_scale):
+            with torch.no_grad():
+                model.backbone.cls_token.add_(1.0)  # moves a frozen parameter
 
-
-def test_frozen_backbone_stays_bit_identical(trained):
-    """Frozen means frozen: weights (all but biases under BitFit / (B)) and buffers."""
-    *_, model, _, _, before = trained
-    pretrained, biases = model.pretrained_parameters(), model.pretrained_biases()
-    if any(p.requires_grad for n, p in pretrained.items() if n not in biases):
-        pytest.skip("this method trains backbone weights")
-    frozen = [n for n, p in pretrained.items() if not p.requires_grad]
-    after = model.state_dict()
-    for name in frozen:
-        assert torch.equal(before[f"backbone.{name}"], after[f"backbone.{name}"]), name
-    for name, buffer in model.backbone.named_buffers():
-        assert torch.equal(before[f"backbone.{name}"], buffer), name
-
-
-def test_tunable_count_equals_the_formula(trained):
-    name, _, model, method, spec, _ = trained
-    formula = method.tunable_formula(spec)
-    assert formula is not None, f"{name} gives no tunable_formula"
-    assert count_parameters(model).tunable == formula
-
-
-def test_saved_state_reloads_to_identical_embeddings(trained, tmp_path):
-    name, bias, model, _, _, _ = trained
-    path = tmp_path / "state.safetensors"
-    save_file(tunable_state(model), str(path))
-    fresh, _, _ = prepared(name, bias)  # same backbone, untrained method state
-    images = batches(1)[0][0]
-    model.eval(), fresh.eval()
-    with torch.no_grad():
-        assert not torch.equal(fresh(images), model(images))
-        load_tunable_state(fresh, load_file(str(path)))
-        assert torch.equal(fresh(images), model(images))
-
-
-def test_eval_mode_is_deterministic(trained):
-    *_, model, _, _, _ = trained
-    model.eval()
-    images = batches(1)[0][0]
-    with torch.no_grad():
-        assert torch.equal(model(images), model(images))
+    with pytest.raises(AssertionError, match="frozen backbone.cls_token changed"):
+        check_method(Undeclared)
 
 
 def test_every_method_describes_itself():
@@ -121,3 +68,17 @@ def test_every_method_describes_itself():
         cls = get_method(name)
         assert cls.description and cls.name == name
         assert "bias" in {f for f in cls.Options.__dataclass_fields__}
+
+
+def prepared_method(name: str, bias: bool, seed: int = 0):
+    """(model, method, spec) of a registered method on the contract's tiny ViT."""
+    model, method = prepared(get_method(name), {"bias": bias}, seed)
+    return model, method, model.spec
+
+
+def train(model, method, steps: int = 3) -> None:
+    """A few plain-SGD steps on the contract's tiny batches (used by other tests)."""
+    trainer_for(model, method).train_epoch(batches(steps), epoch=1)
+
+
+__all__ = ["C", "batches", "prepared_method", "tiny_model", "train"]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
-from dmlbench.evaluate import retrieval_metrics
+from dmlbench.eval.retrieval import retrieval_metrics
 
 
 def unit(rows):

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from dmlbench.cli import main
-from dmlbench.data.cub import CUB
-from dmlbench.data.fetch import Source, download, safe_extract
-from dmlbench.data.public import UNCHECKED_COUNTS_ENV
+from dmlbench.data.public.base import UNCHECKED_COUNTS_ENV
+from dmlbench.data.public.cub import CUB
+from dmlbench.data.public.fetch import Source, download, safe_extract
 from dmlbench.errors import UserError
 
 from .fake_datasets import fake_cub, fake_inshop
@@ -213,6 +213,6 @@ def test_verify_lists_every_bad_file_and_runs_fail_or_skip(tmp_path, monkeypatch
     assert len(errors) == 1 and errors[0].endswith("or pass --skip-bad-images")
     done = runner.invoke(main, [*args, "--skip-bad-images"])
     assert done.exit_code == 0, done.output
-    from dmlbench.results import load
+    from dmlbench.store.results import load
 
     assert load(tmp_path / "runs").iloc[0]["skipped_bad_images"] == 2

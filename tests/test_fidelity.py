@@ -11,9 +11,9 @@ import torch
 
 from dmlbench.config import RunConfig, resolve
 from dmlbench.data.spec import get_dataset
-from dmlbench.losses import ProxyAnchorLoss
+from dmlbench.nn.losses import ProxyAnchorLoss
 from dmlbench.registry import get_method
-from dmlbench.run import build_optimizer, build_scheduler
+from dmlbench.train.optim import build_optimizer, build_scheduler
 
 # dataset → (optimizer, lr, O's lr, weight decay, epochs, batch, k, T_max, eta_min, α)
 REFERENCE = {
@@ -121,7 +121,7 @@ def test_proxies_decay_with_the_run_unless_told_otherwise():
 def test_vptsp_groups_put_class_prompts_with_the_model_and_o_apart():
     """The reference: class prompts, proxy head, GRU, shared prompts and head in one
     optimizer at lr; O in its own at lr_proxy; all decayed with the run's decay."""
-    from dmlbench.backbone import build_model
+    from dmlbench.nn.model import build_model
 
     model = build_model("vit_glyph_patch8_48", None, 32, 5)
     method = get_method("vptsp-g").from_values({"bank": "device"})

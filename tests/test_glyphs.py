@@ -3,9 +3,9 @@ import unicodedata
 
 import pytest
 
-from dmlbench.data.fonts import drawing_fonts, font_files
-from dmlbench.data.glyph_classes import shipped_class_lists
-from dmlbench.data.glyphs import (
+from dmlbench.data.glyphs.classes import shipped_class_lists
+from dmlbench.data.glyphs.fonts import drawing_fonts, font_files
+from dmlbench.data.glyphs.render import (
     MIN_FONTS_AT_GENERATION,
     GlyphPartConfig,
     ensure_part,
@@ -50,10 +50,10 @@ def test_installed_fonts_cover_the_test_classes():
 def test_generation_is_deterministic_with_manifest_and_fingerprint(tmp_path, monkeypatch):
     # Two test classes and two images each keep this fast; same code path as the full part.
     monkeypatch.setitem(
-        __import__("dmlbench.data.glyphs", fromlist=["PARTS"]).PARTS, "tiny", ("test",)
+        __import__("dmlbench.data.glyphs.render", fromlist=["PARTS"]).PARTS, "tiny", ("test",)
     )
     tiny = {"test": LISTS["test"][:2]}
-    monkeypatch.setattr("dmlbench.data.glyphs.part_classes", lambda part: tiny)
+    monkeypatch.setattr("dmlbench.data.glyphs.render.part_classes", lambda part: tiny)
     config = GlyphPartConfig("tiny", images_per_class=2)
     a = ensure_part(config, root=tmp_path / "a", workers=1)
     b = ensure_part(config, root=tmp_path / "b", workers=1)

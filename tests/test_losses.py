@@ -4,7 +4,7 @@ import pytest
 import torch
 from pytorch_metric_learning.losses import ProxyAnchorLoss as PMLProxyAnchor
 
-from dmlbench.losses import ProxyAnchorLoss
+from dmlbench.nn.losses import ProxyAnchorLoss
 
 
 def test_equals_pml_with_the_same_proxies():

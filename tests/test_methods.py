@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from dmlbench.backbone import build_model
-from dmlbench.losses import ProxyAnchorLoss
-from dmlbench.meter import count_parameters
+from dmlbench.nn.losses import ProxyAnchorLoss
+from dmlbench.nn.model import build_model
 from dmlbench.registry import get_method
+from dmlbench.train.meter import count_parameters
 
 D, E, C = 192, 64, 10
 

@@ -4,7 +4,8 @@ import pytest
 from click.testing import CliRunner
 
 from dmlbench.cli import main
-from dmlbench.params import TABLE1, table1_counts
+from dmlbench.cost.params import table1_counts
+from dmlbench.registry import table_row_methods
 
 PAPER_BACKBONE = "vit_small_patch16_224"
 
@@ -47,7 +48,7 @@ def test_table1_shows_paper_convention_beside_ours():
 def test_params_all_prints_every_row():
     result = CliRunner().invoke(main, ["params", "--all"])
     assert result.exit_code == 0, result.output
-    assert len(result.output.splitlines()) == 2 + len(TABLE1)
+    assert len(result.output.splitlines()) == 2 + len(table_row_methods())
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from dmlbench.cli import main
-from dmlbench.data.public import UNCHECKED_COUNTS_ENV
+from dmlbench.data.public.base import UNCHECKED_COUNTS_ENV
 from dmlbench.data.spec import get_dataset
 from dmlbench.errors import UserError
 
@@ -83,7 +83,7 @@ def test_run_end_to_end_on_each_fake(name, data_root, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     ks = get_dataset(name).recall_ks
     assert all(f"R@{k} " in result.output for k in ks)
-    from dmlbench.results import load
+    from dmlbench.store.results import load
 
     row = load(tmp_path / "runs").iloc[0]
     assert row["dataset"] == name and row["status"] == "finished"

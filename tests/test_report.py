@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from dmlbench.cli import main
 from dmlbench.errors import UserError
-from dmlbench.report import aggregate, collect, render, table1
+from dmlbench.store.report import aggregate, collect, render, table1
 
 CUB, VITS = "cub", "vit_small_patch16_224.augreg_in21k"
 
@@ -29,7 +29,7 @@ def make_run(root, name, method, label, seed, r1, map_r, tunable, memory, status
         summary.update(
             metrics={"recall@1": r1, "recall@2": r1 + 0.05, "map@r": map_r},
             params={"tunable": tunable, "tunable_pct_of_backbone": 100 * tunable / 21_665_664},
-            memory={"peak_mb": memory},
+            memory={"peak_mb": memory, "peak_kind": "measured (CUDA allocator)"},
             time={"wall_seconds": 10.0},
             best_on_test={"recall@1": r1 + 0.01, "map@r_paper": map_r - 0.02},
         )
@@ -64,7 +64,7 @@ def test_table1_numbers_means_stds_and_deltas(runs):
     assert full["method"] == "Full fine-tuning" and full["R@1"] == "86.0 ± 1.4"
     # VPT: mean 85.0, std 1.4, 1.0 below full FT; MAP@R 54.0 vs 51.0: +3.0
     assert vpt["R@1"] == "85.0 ± 1.4 (-1.0)" and vpt["MAP@R"] == "54.0 ± 1.4 (+3.0)"
-    assert vpt["peak memory"] == "2200 MB (36.7%)" and vpt["n"] == 2
+    assert vpt["peak memory (CUDA, measured)"] == "2200 MB (36.7%)" and vpt["n"] == 2
     assert vpt["tunable params"] == "0.23M (1.08%)"
     assert (runs / "f" / "summary.json").read_text() == "{truncated"
 
@@ -107,7 +107,7 @@ def test_with_paper_lines_the_papers_best_epoch_up_with_ours(runs):
 
 
 def test_latex_escapes_every_special_character_of_a_label():
-    from dmlbench.report import latex_escape
+    from dmlbench.store.report import latex_escape
 
     label = r"VPT_{x}^2 ~50% & #1 $5 a\b ±×"
     assert latex_escape(label) == (
@@ -149,7 +149,7 @@ def test_latex_report_with_hostile_labels_compiles(tmp_path):
 
     import pandas as pd
 
-    from dmlbench.report import latex_document, to_latex
+    from dmlbench.store.report import latex_document, to_latex
 
     label = r"VPT_{x}^2 ~50% & #1 $5 a\b <|> ±× ≤≥→ — –"
     table = pd.DataFrame({"method": [label], "R@1": ["86.0 ± 1.4"]})

@@ -4,8 +4,8 @@ import time
 import numpy as np
 import pytest
 
-from dmlbench.meter import PeakMemory, current_rss_bytes
-from dmlbench.results import RunWriter, load, new_run_dir
+from dmlbench.store.results import RunWriter, load, new_run_dir
+from dmlbench.train.meter import PeakMemory, current_rss_bytes
 
 
 def write_run(root, recall, method="m"):

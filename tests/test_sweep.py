@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from dmlbench.cli import main
 from dmlbench.errors import UserError
-from dmlbench.sweep import read_sweep
+from dmlbench.run.sweep import read_sweep
 
 
 def grid_file(tmp_path, folder, methods: str) -> str:
@@ -94,8 +94,8 @@ def test_every_shipped_sweep_builds(name, runs):
 
     import torch
 
-    from dmlbench.backbone import build_model
     from dmlbench.data.spec import get_dataset
+    from dmlbench.nn.model import build_model
     from dmlbench.registry import get_method
 
     path = Path(__file__).parents[1] / "benchmarks" / f"{name}.yaml"
@@ -169,11 +169,11 @@ def test_a_run_writing_megabytes_to_stderr_finishes(glyph_folder, tmp_path, monk
 def test_a_stalled_run_is_stopped_and_stays_resumable(glyph_folder, tmp_path, monkeypatch):
     import sys
 
-    import dmlbench.sweep
+    import dmlbench.run.sweep
 
     grid = one_run_grid(tmp_path, glyph_folder)
     stuck = [sys.executable, "-c", "import time; print('stuck', flush=True); time.sleep(600)"]
-    monkeypatch.setattr(dmlbench.sweep, "run_command", lambda run_dir: stuck)
+    monkeypatch.setattr(dmlbench.run.sweep, "run_command", lambda run_dir: stuck)
     out = sweep_in_thread(["sweep", grid, "--stall-timeout", "1"], timeout_s=60)
     assert out.exit_code == 1, out.output
     assert "STALLED (no progress for 1 s; stopped, resumable)" in out.output
@@ -186,7 +186,7 @@ def test_a_slow_run_that_makes_progress_is_not_stalled(glyph_folder, tmp_path, m
     """Progress is the heartbeat a running step or evaluation batch touches, not output."""
     import sys
 
-    import dmlbench.sweep
+    import dmlbench.run.sweep
 
     slow = (
         "import time\n"
@@ -196,9 +196,23 @@ def test_a_slow_run_that_makes_progress_is_not_stalled(glyph_folder, tmp_path, m
         "print('slow work done', flush=True)\n"
     )
     command = lambda run_dir: [sys.executable, "-c", slow]  # noqa: E731
-    monkeypatch.setattr(dmlbench.sweep, "run_command", command)
+    monkeypatch.setattr(dmlbench.run.sweep, "run_command", command)
     grid = one_run_grid(tmp_path, glyph_folder)
     out = sweep_in_thread(["sweep", grid, "--stall-timeout", "1.5"], timeout_s=60)
     assert "STALLED" not in out.output
     # It exited 0 without finishing a run (it is no run): a failure naming its last line.
     assert "FAILED (slow work done)" in out.output
+
+
+def test_the_table1_sweep_runs_every_declared_table_row():
+    """Table-1 rows are declared beside their methods; the shipped CUB grid runs each
+    (label and options), so a new row must reach the grid."""
+    from dmlbench.registry import table_row_methods
+
+    path = Path(__file__).parents[1] / "benchmarks" / "table1-cub.yaml"
+    grid = {(r.config.label, r.config.method): r.config for r in read_sweep(path)}
+    for name, row in table_row_methods():
+        if row.paper is None:  # a plugin's own row, not one of the paper's
+            continue
+        config = grid[(row.label, name)]
+        assert row.options.items() <= config.method_options.items(), row.label

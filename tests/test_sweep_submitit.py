@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dmlbench.sweep import read_sweep
-from dmlbench.sweep_submitit import SlurmOptions, submit
+from dmlbench.run.slurm import SlurmOptions, submit
+from dmlbench.run.sweep import read_sweep
 
 submitit = pytest.importorskip("submitit")
 

@@ -6,11 +6,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dmlbench.losses import ProxyAnchorLoss
+from dmlbench.nn.labels import batch_classes
+from dmlbench.nn.losses import ProxyAnchorLoss
 from dmlbench.registry import get_method
-from dmlbench.trainer import Trainer
+from dmlbench.train.trainer import Trainer
 
-from .test_contract import C, batches, prepared, tiny_model
+from .test_contract import C, batches, prepared_method, tiny_model
 
 
 def test_gru_cell_matches_a_hand_computation():
@@ -74,8 +75,8 @@ def test_moving_average_update_by_hand():
     method = get_method("vptsp-m").from_values({"keep": 0.8})
     previous = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     p = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.6, 0.8]])
-    slot = torch.tensor([0, 1, 0])  # images 0 and 2 belong to the first class
-    out = method._update(None, previous, p, slot)
+    labels = torch.tensor([7, 9, 7])  # images 0 and 2 belong to the first class
+    out = method._update(None, previous, p, batch_classes(labels))
     torch.testing.assert_close(out[0], 0.8 * previous[0] + 0.2 * (p[0] + p[2]) / 2)
     torch.testing.assert_close(out[1], 0.8 * previous[1] + 0.2 * p[1])
 
@@ -94,7 +95,7 @@ def one_step(model, method, images, labels):
 
 def test_absent_classes_keep_their_memory_and_still_train_o():
     for name in ("vptsp-m", "vptsp-g"):
-        model, method, _ = prepared(name, False)
+        model, method, _ = prepared_method(name, False)
         images = batches(1)[0][0][:4]
         labels = torch.tensor([0, 0, 1, 1])  # classes 2 and 3 are absent
         memory = model.semantic.memory.clone()
@@ -108,7 +109,7 @@ def test_absent_classes_keep_their_memory_and_still_train_o():
 
 
 def test_class_prompts_get_gradient_through_the_frozen_backbone():
-    model, method, _ = prepared("vptsp-g", False)
+    model, method, _ = prepared_method("vptsp-g", False)
     bank = model.semantic.bank.weight.detach().clone()
     frozen = {n: p.detach().clone() for n, p in model.pretrained_parameters().items()}
     images = batches(1)[0][0][:4]
@@ -124,7 +125,7 @@ def test_class_prompts_get_gradient_through_the_frozen_backbone():
 
 def test_inference_is_vpt():
     """Eval embeddings of VPTSP = those of VPT with the same shared prompts and head."""
-    vptsp, method, _ = prepared("vptsp-g", False)
+    vptsp, method, _ = prepared_method("vptsp-g", False)
     for _ in range(2):
         one_step(vptsp, method, *batches(1)[0])
     vpt = tiny_model()
@@ -138,7 +139,7 @@ def test_inference_is_vpt():
 
 
 def test_q_mixes_memory_and_original_proxies():
-    model, method, _ = prepared("vptsp-m", False)
+    model, method, _ = prepared_method("vptsp-m", False)
     model.eval()
     q = method.proxies(model, None, None)
     expected = F.normalize(0.5 * model.semantic.memory + 0.5 * model.proxies, dim=-1)
@@ -171,7 +172,7 @@ def test_o_starts_as_in_the_reference_and_its_share_of_q_is_reported():
 
     from dmlbench.methods.vptsp import o_share
 
-    from dmlbench.backbone import build_model
+    from dmlbench.nn.model import build_model
 
     torch.manual_seed(0)
     model = build_model("vit_glyph_patch8_48", None, 384, 100)

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from dmlbench.data.glyph_classes import build_class_lists
+from dmlbench.data.glyphs.classes import build_class_lists
 
 out = Path(__file__).resolve().parents[1] / "dmlbench" / "assets" / "glyph_classes.json"
 lists = build_class_lists()

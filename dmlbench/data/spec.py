@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from dmlbench.data.image_list import ImageRecord
 from dmlbench.data.transforms import TransformSpec
+from dmlbench.entry_points import NameTaken, load_group, origin
 from dmlbench.errors import UserError
 
 
@@ -109,10 +110,19 @@ class DatasetCatalog:
 CATALOG = DatasetCatalog()
 
 
+DATASET_ENTRY_POINTS = "dmlbench.datasets"
+
+
 def register_dataset(name: str):
     """Class decorator for a DatasetSpec subclass with a no-argument constructor."""
 
     def decorate(cls):
+        existing = CATALOG.factories.get(name)
+        if existing is not None and origin(existing) != origin(cls):
+            raise NameTaken(
+                f"dataset name {name!r} is claimed by both {origin(existing)} and {origin(cls)}; "
+                "uninstall one of the two plugins"
+            )
         cls.name = name
         CATALOG.factories[name] = cls
         return cls
@@ -125,14 +135,23 @@ def register_dataset_prefix(prefix: str, factory: Callable[[str], DatasetSpec]) 
     CATALOG.prefixed[prefix] = factory
 
 
+_discovered = False
+
+
 def _discover() -> None:
-    # Importing the modules runs their @register_dataset decorators.
-    import dmlbench.data.cars  # noqa: F401
-    import dmlbench.data.cub  # noqa: F401
+    """Import the built-in datasets (their @register_dataset runs) and, once, the
+    plugins of the ``dmlbench.datasets`` entry-point group."""
+    global _discovered
     import dmlbench.data.folder  # noqa: F401
-    import dmlbench.data.glyph_benchmark  # noqa: F401
-    import dmlbench.data.inshop  # noqa: F401
-    import dmlbench.data.sop  # noqa: F401
+    import dmlbench.data.glyphs.benchmark  # noqa: F401
+    import dmlbench.data.public.cars  # noqa: F401
+    import dmlbench.data.public.cub  # noqa: F401
+    import dmlbench.data.public.inshop  # noqa: F401
+    import dmlbench.data.public.sop  # noqa: F401
+
+    if not _discovered:
+        _discovered = True
+        load_group(DATASET_ENTRY_POINTS)
 
 
 def dataset_names() -> list[str]:

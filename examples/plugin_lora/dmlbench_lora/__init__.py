@@ -12,8 +12,8 @@ from typing import Literal
 
 from peft import LoraConfig, inject_adapter_in_model
 
-from dmlbench.backbone import EmbeddingModel, ModelSpec
 from dmlbench.method import Method, MethodOptions
+from dmlbench.nn.model import EmbeddingModel, ModelSpec
 from dmlbench.options import option
 from dmlbench.registry import register_method
 

@@ -1,0 +1,1 @@
+"""Scoring embeddings: retrieval metrics on unseen classes (Recall@K, MAP@R, R-precision)."""

@@ -1,0 +1,133 @@
+"""The embedding model every method works on: backbone → head → unit vectors, and
+one learnable proxy per training class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dmlbench.nn.backbone import create_backbone
+
+
+def _is_bias(name: str) -> bool:
+    return name == "bias" or name.endswith(".bias")
+
+
+class EmbeddingHead(nn.Module):
+    """LayerNorm(D) → Linear(D, E) (xavier, zero bias) → L2 normalise (vptsp.md)."""
+
+    def __init__(self, in_dim: int, embedding_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(in_dim)
+        self.proj = nn.Linear(in_dim, embedding_dim)
+        nn.init.xavier_uniform_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.proj(self.norm(features)), dim=-1)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a method needs to know about the model it attaches to."""
+
+    backbone: str
+    feature_dim: int
+    embedding_dim: int
+    num_classes: int
+    depth: int
+    backbone_params: int  # the pretrained backbone alone: no classifier, no method modules
+    backbone_bias_params: int  # of those, the biases (what BitFit tunes)
+
+    @property
+    def head_params(self) -> int:
+        """LayerNorm(D) + Linear(D, E)."""
+        return 2 * self.feature_dim + self.feature_dim * self.embedding_dim + self.embedding_dim
+
+    @property
+    def proxy_params(self) -> int:
+        return self.num_classes * self.embedding_dim
+
+
+PROXY_INITS = ("kaiming", "reference")
+
+
+def init_proxies(proxies: torch.Tensor, how: str) -> None:
+    """``kaiming``: Proxy-Anchor's (Kim et al. 2020; row norm ≈ √2·√(E/C), 2.0 for
+    E = 192, C = 100); ``reference``: the VPTSP code's xavier_uniform / 8 (row
+    norm ≈ 0.16 for E = 384). Proxies enter the loss normalised, so the scale
+    only sets their effective step size, except where a method mixes them with
+    unit vectors (VPTSP's Q)."""
+    with torch.no_grad():
+        if how == "kaiming":
+            nn.init.kaiming_normal_(proxies, mode="fan_out")
+        elif how == "reference":
+            nn.init.xavier_uniform_(proxies)
+            proxies.div_(8.0)
+        else:
+            raise ValueError(f"proxy init must be one of {', '.join(PROXY_INITS)}, not {how!r}")
+
+
+class EmbeddingModel(nn.Module):
+    """Backbone → head → unit vectors, plus one learnable proxy per training class.
+
+    The proxies live here (not in the loss) so that "what trains" is one
+    module's ``requires_grad`` flags and one state dict, whichever method runs.
+    """
+
+    def __init__(
+        self, backbone: nn.Module, embedding_dim: int, num_classes: int, proxy_init: str = "kaiming"
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.head = EmbeddingHead(backbone.num_features, embedding_dim)
+        self.proxies = nn.Parameter(torch.empty(num_classes, embedding_dim))
+        init_proxies(self.proxies, proxy_init)
+        # Methods add modules inside the backbone (adapters, prompts) and may
+        # rename what they wrap (peft's LoRA moves qkv.weight to
+        # qkv.base_layer.weight); identity keeps "the pretrained backbone" well
+        # defined afterwards.
+        self._pretrained_ids = frozenset(id(p) for p in backbone.parameters())
+
+    def pretrained_parameters(self) -> dict[str, nn.Parameter]:
+        """The backbone's own parameters (without anything a method added), by current name."""
+        return {n: p for n, p in self.backbone.named_parameters() if id(p) in self._pretrained_ids}
+
+    def pretrained_biases(self) -> dict[str, nn.Parameter]:
+        return {n: p for n, p in self.pretrained_parameters().items() if _is_bias(n)}
+
+    @property
+    def spec(self) -> ModelSpec:
+        return ModelSpec(
+            backbone=getattr(self.backbone, "default_cfg", {}).get("architecture", ""),
+            feature_dim=self.backbone.num_features,
+            embedding_dim=self.head.proj.out_features,
+            num_classes=self.proxies.shape[0],
+            depth=len(getattr(self.backbone, "blocks", [])),
+            backbone_params=sum(p.numel() for p in self.pretrained_parameters().values()),
+            backbone_bias_params=sum(p.numel() for p in self.pretrained_biases().values()),
+        )
+
+    def backbone_trains(self) -> bool:
+        return any(p.requires_grad for p in self.backbone.parameters())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # A frozen backbone runs without autograd: a linear probe must not
+        # store the backbone's activations.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.backbone_trains()):
+            features = self.backbone(images)
+        return self.head(features)
+
+
+def build_model(
+    backbone: str,
+    weights: str | None,
+    embedding_dim: int | None,
+    num_classes: int,
+    proxy_init: str = "kaiming",
+    image_size: int | None = None,
+) -> EmbeddingModel:
+    net = create_backbone(backbone, weights, image_size)
+    return EmbeddingModel(net, embedding_dim or net.num_features, num_classes, proxy_init)

@@ -1,0 +1,52 @@
+"""Everything a method or dataset plugin needs, from one module.
+
+    from dmlbench.plugin import Method, MethodOptions, option, register_method
+
+A plugin imports from here only; the modules behind these names may move
+between releases, this list does not (names are added, not removed, without a
+deprecation period). Test a method with :func:`dmlbench.testing.check_method`.
+"""
+
+from dmlbench.data.image_list import ImageRecord
+from dmlbench.data.spec import DatasetSpec, Recipe, register_dataset, register_dataset_prefix
+from dmlbench.data.transforms import TransformSpec
+from dmlbench.method import (
+    Choice,
+    IntRange,
+    LogUniform,
+    Method,
+    MethodOptions,
+    PaperNumbers,
+    TableRow,
+    Uniform,
+)
+from dmlbench.nn.model import EmbeddingHead, EmbeddingModel, ModelSpec
+from dmlbench.options import option
+from dmlbench.paths import cache_root
+from dmlbench.registry import register_method
+
+__all__ = [
+    # methods
+    "Method",
+    "MethodOptions",
+    "option",
+    "register_method",
+    "EmbeddingModel",
+    "EmbeddingHead",
+    "ModelSpec",
+    "TableRow",
+    "PaperNumbers",
+    # tuning spaces (Method.search_space)
+    "LogUniform",
+    "Uniform",
+    "IntRange",
+    "Choice",
+    # datasets
+    "DatasetSpec",
+    "Recipe",
+    "ImageRecord",
+    "TransformSpec",
+    "register_dataset",
+    "register_dataset_prefix",
+    "cache_root",
+]

@@ -1,0 +1,195 @@
+"""The training loop. It sees a model, a method object, a loss and batches;
+what the method does to the model is the method's business."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from dmlbench.progress import progress as progress_bar
+from dmlbench.train.checkpoint import frozen_names, trained_state
+from dmlbench.train.distributed import SINGLE, DistContext, gather_batch
+from dmlbench.train.meter import Stopwatch
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+@dataclass
+class EpochProgress:
+    """What an epoch has accumulated so far; a checkpoint stores it so a
+    resumed epoch reports the same loss and throughput as an uninterrupted one."""
+
+    loss_sum: float = 0.0
+    images: int = 0
+    seconds: float = 0.0
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The mixed-precision dtype for ``amp`` on ``device`` (None = full fp32)."""
+    if device.type != "cuda" or amp == "off":
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if amp == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+class Trainer:
+    """Steps a model with a method's proxies, a loss and an optimizer.
+
+    ``state_dict`` holds everything a step changes (the model's trained tensors,
+    optimizer, schedule, AMP scaler, step count), so a checkpoint written from
+    it and loaded into a fresh trainer continues bit for bit.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        method,
+        loss_fn: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        device: torch.device,
+        amp_dtype: torch.dtype | None = None,
+        grad_clip: float | None = None,
+        ctx: DistContext = SINGLE,
+        loss_scaling: bool | None = None,
+    ):
+        self.model, self.method, self.loss_fn = model, method, loss_fn
+        self.ctx = ctx
+        # Several processes: the forward pass goes through DDP (which averages
+        # the gradients of what trains); the method's hooks still see the plain model.
+        self.forward_model = model
+        if ctx.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            self.forward_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.device, self.amp_dtype, self.grad_clip = device, amp_dtype, grad_clip
+        # fp16 needs loss scaling; a memory estimate turns it off (its checks read values)
+        scaling = amp_dtype == torch.float16 if loss_scaling is None else loss_scaling
+        self.scaler = torch.amp.GradScaler("cuda", enabled=scaling)
+        self.step = 0
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    # -- one step, in two halves (no host synchronisation inside either) ---------
+    def forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The batch's loss: embeddings, the method's proxies, the loss and the
+        method's extra term, under the run's autocast."""
+        with self._autocast():
+            embeddings = self.forward_model(x)
+            proxies = self.method.proxies(self.model, x, y)
+            embeddings, y = gather_batch(embeddings, y, self.ctx)  # the global batch
+            loss = self.loss_fn(embeddings, y, proxies)
+            extra = self.method.extra_loss(self.model, embeddings, y)
+        return loss if extra is None else loss + extra
+
+    def backward_and_step(self, loss: torch.Tensor) -> None:
+        """Backward, clipping, the optimizer's and the method's updates, the schedule."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
+            nn.utils.clip_grad_norm_(trainable, self.grad_clip)
+        grad_scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.method.after_step(self.model, self.optimizer, grad_scale)
+        self.scheduler.step()
+        self.step += 1
+
+    def train_epoch(
+        self,
+        batches: Iterable,
+        epoch: int,
+        total: int | None = None,
+        progress: EpochProgress | None = None,
+        on_step: Callable[[EpochProgress], None] | None = None,
+    ) -> dict:
+        """One pass over ``batches``; ``progress`` continues an interrupted epoch,
+        ``on_step`` is called after every optimizer step (checkpoints)."""
+        self.model.train()
+        progress = progress or EpochProgress()
+        done_before = progress.seconds
+        watch = Stopwatch()
+        bar = progress_bar(
+            batches,
+            total=total,
+            desc=f"epoch {epoch}",
+            unit="batch",
+            leave=False,
+            disable=not self.ctx.is_main,
+        )
+        for x, y in bar:
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            loss = self.forward_loss(x, y)
+            value = loss.item()  # the step's one synchronisation: logging and the NaN check
+            if not math.isfinite(value):
+                raise NonFiniteLoss(f"loss is {value} at step {self.step} (epoch {epoch})")
+            self.backward_and_step(loss)
+            progress.loss_sum += value * len(y) * self.ctx.world
+            progress.images += len(y) * self.ctx.world
+            progress.seconds = done_before + watch.elapsed()
+            bar.set_postfix(loss=f"{value:.4f}", img_s=f"{progress.images / progress.seconds:.0f}")
+            if on_step is not None:
+                on_step(progress)
+        seconds = progress.seconds
+        return {
+            "epoch": epoch,
+            "loss": progress.loss_sum / max(1, progress.images),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_images": progress.images,
+            "train_seconds": seconds,
+            "train_images_per_s": progress.images / seconds if seconds else float("nan"),
+        }
+
+    # -- what a checkpoint holds of it ------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "model": trained_state(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        missing, unexpected = self.model.load_state_dict(state["model"], strict=False)
+        if unexpected or set(missing) - frozen_names(self.model):
+            raise ValueError(
+                "the state does not fit this method's model (missing "
+                f"{sorted(set(missing) - frozen_names(self.model))[:3]}, unexpected "
+                f"{sorted(unexpected)[:3]})"
+            )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = state["step"]
+
+
+@torch.no_grad()
+def compute_embeddings(
+    model: nn.Module, loader: Iterable, device: torch.device, amp_dtype: torch.dtype | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    chunks, labels = [], []
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
+    for x, y in progress_bar(loader, desc="embedding", unit="batch", leave=False):
+        with autocast:
+            chunks.append(model(x.to(device, non_blocking=True)).float().cpu())
+        labels.append(torch.as_tensor(y))
+    return torch.cat(chunks).numpy(), torch.cat(labels).numpy()
