@@ -48,7 +48,7 @@ def pretrain(output, **settings) -> None:
     from dmlbench.train.pretrain import pretrain as run_pretrain
 
     config = build_options(PretrainConfig, settings, owner="pretrain")
-    output = output or shipped_weights_path()
+    output = output or shipped_weights_path(config.benchmark)
     command = "dmlbench " + shlex.join(sys.argv[1:])
     record = run_pretrain(config, output, command)
     last = record["history"][-1]
@@ -136,8 +136,9 @@ def format_summary(summary: dict, run_dir: Path) -> str:
         f"R@{k.split('@')[1]} {v:.4f}" for k, v in m.items() if k.startswith("recall@")
     )
     lines = [
-        f"result ({summary['method']} on {summary['dataset']}, "
-        f"unseen classes, {m['queries']} queries)",
+        f"result ({summary['method']} on {summary['dataset']}, unseen "
+        f"{'validation' if summary.get('split') == 'val' else 'test'} classes, "
+        f"{m['queries']} queries)",
         f"  {recalls}",
         f"  MAP@R {m['map@r']:.4f}  R-precision {m['r_precision']:.4f}  "
         f"(paper-style MAP@R {m['map@r_paper']:.4f})",
@@ -276,6 +277,75 @@ def memory(
             figures = ", ".join(f"{k} {v:.3f}" if "/" in k else f"{k} {v:.0f}"
                                 for k, v in measured.items() if v is not None)  # fmt: skip
             click.echo(f"measured on {device}, {row.label}: {figures}")
+
+
+@main.command("eval")
+@click.option("--backbone", default=None, help="Score this backbone's pooled features, untrained.")
+@click.option(
+    "--weights",
+    default=None,
+    help="Its weights: a .safetensors/.pth file, 'pretrained' or 'none'. [default: pretrained]",
+)
+@click.option(
+    "--embeddings",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Score precomputed embeddings (.npy, .safetensors, .pt), one row per image in the "
+    "order --dump-order writes.",
+)
+@click.option(
+    "--labels",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="With --embeddings and no dataset: one label per row (.npy, .txt, .csv).",
+)
+@click.option(
+    "--dump-order",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the dataset's evaluation order (index,set,path,label) as CSV and stop.",
+)
+@click.option("--dataset", default="glyphs", show_default=True, help="Dataset name or folder:PATH.")
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
+@click.option("--data-root", default=None, help="Folder of the public benchmarks.")
+@click.option("--label", default=None, help="Row name in reports.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--output", default="results/runs", show_default=True)
+def evaluate_command(backbone, weights, embeddings, labels, dump_order, dataset, split, data_root,
+                     label, device, output) -> None:  # fmt: skip
+    """Score a backbone with no training, or embeddings computed elsewhere, with the same
+    metrics as `dmlbench run` (stored as a run directory the report lists)."""
+    from dmlbench.config import RunConfig
+    from dmlbench.run import zero_shot
+
+    chosen = [name for name, value in (("--backbone", backbone), ("--embeddings", embeddings),
+                                       ("--dump-order", dump_order)) if value]  # fmt: skip
+    if len(chosen) != 1:
+        raise UserError("dmlbench eval: give one of --backbone, --embeddings or --dump-order")
+    if labels is not None and embeddings is None:
+        raise UserError("--labels goes with --embeddings")
+    if dump_order is not None:
+        rows = zero_shot.dump_order(dataset, split, dump_order, data_root)
+        click.echo(f"{dump_order}: {rows} rows, the order embeddings of {dataset} ({split}) take")
+        return
+    config = RunConfig(dataset=dataset, data_root=data_root, split=split, device=device,
+                       output=output, backbone=backbone, weights=weights)  # fmt: skip
+    if embeddings is not None and labels is not None:
+        run_dir, summary = zero_shot.evaluate_with_labels(embeddings, labels, config, label)
+    elif embeddings is not None:
+        run_dir, summary = zero_shot.evaluate_embeddings(embeddings, config, label)
+    else:
+        run_dir, summary = zero_shot.evaluate_backbone(config, label)
+    m = summary["metrics"]
+    recalls = "  ".join(f"R@{k.split('@')[1]} {v:.4f}" for k, v in m.items()
+                        if k.startswith("recall@"))  # fmt: skip
+    click.echo(
+        f"{summary['method_label']} on {summary['dataset']} ({split}, {m['queries']} queries)"
+    )
+    click.echo(f"  {recalls}")
+    extra = "".join(f"  {k.upper()} {m[k]:.4f}" for k in ("nmi", "f1") if k in m)
+    click.echo(f"  MAP@R {m['map@r']:.4f}  R-precision {m['r_precision']:.4f}{extra}")
+    click.echo(f"  stored in {run_dir}")
 
 
 @main.command()

@@ -32,6 +32,13 @@ class RunConfig:
     )
     label: str | None = option(None, 'Row name in reports, e.g. "VPT (L12, N10)".')
     dataset: str = option("glyphs", "Dataset name or folder:PATH.")
+    split: Literal["test", "val"] = option(
+        "test",
+        "Score on the test classes, or on validation classes (the dataset's own, or "
+        "val_fraction of its training classes): choose settings on val, never on test.",
+    )
+    val_fraction: float = option(0.2, "Share of the training classes carved out as validation.")
+    val_seed: int = option(0, "Seed of that draw.")
     data_root: str | None = option(
         None, "Folder of the public benchmarks. [default: $DMLBENCH_DATA]"
     )

@@ -174,6 +174,12 @@ class Method:
         (e.g. rows of a parameter bank kept off the accelerator). ``grad_scale``
         is the AMP loss scale the gradients still carry (1.0 without fp16)."""
 
+    def inference_model(self, model: EmbeddingModel) -> EmbeddingModel:
+        """The model evaluation embeds with: by default the trained one; a method whose
+        additions fold into the backbone's weights (LoRA, SSF) returns a merged copy,
+        so test-time cost is the backbone's. Embeddings must agree with ``model``'s."""
+        return model
+
     def host_resident(self, model: EmbeddingModel) -> list[torch.Tensor]:
         """Tensors the method keeps in host memory on an accelerator run (with their
         gradients and optimizer state): memory estimates leave them out of the

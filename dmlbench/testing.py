@@ -14,7 +14,8 @@ there), on a tiny ViT (width 32, depth 12, so paper-default options fit):
   checkpoints it) and restoring into a fresh model gives a bit-identical
   next step;
 * the saved tunable state reloads into identical embeddings;
-* evaluation is deterministic.
+* evaluation is deterministic, and the model evaluation embeds with
+  (``inference_model``, e.g. LoRA merged) gives the same embeddings (1e-5).
 """
 
 from __future__ import annotations
@@ -157,5 +158,9 @@ def _check_reload_and_eval(cls: type[Method], options: dict, name: str) -> None:
     with torch.no_grad():
         reference = model(images)
         assert torch.equal(model(images), reference), f"{name}: evaluation is not deterministic"
+        merged = method.inference_model(model).eval()
+        assert torch.allclose(merged(images), reference, rtol=1e-5, atol=1e-5), (
+            f"{name}: inference_model embeds otherwise than the trained model"
+        )
         load_tunable_state(fresh, tunable_state(model))
         assert torch.equal(fresh(images), reference), f"{name}: reloaded state embeds otherwise"

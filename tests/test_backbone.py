@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from dmlbench.data import transforms
-from dmlbench.data.glyphs.benchmark import GlyphDataset
+from dmlbench.data.glyphs.benchmark import GlyphsV1
 from dmlbench.data.image_list import ImageListDataset
 from dmlbench.errors import UserError
 from dmlbench.eval.retrieval import retrieval_metrics
@@ -55,7 +55,7 @@ def test_shipped_backbone_is_registered_and_loads():
 
 
 def _test_class_r1(backbone) -> float:
-    spec = GlyphDataset(images_per_class=10)
+    spec = GlyphsV1(images_per_class=10)
     records = [r for r in spec.records() if r.split == "test"]
     data = ImageListDataset(
         records, transforms.test_transform(spec.transform, 48, (0.5,) * 3, (0.5,) * 3)

@@ -86,3 +86,39 @@ def test_perfect_embedding_scores_one_and_paper_variant_scores_n_minus_1_over_n(
     m = retrieval_metrics(emb, labels, ks=(1, 2, 4, 8))
     assert m["map@r"] == pytest.approx(1.0)
     assert m["map@r_paper"] == pytest.approx(3 / 4)
+
+
+def test_map_at_k_by_hand():
+    """A query of class a among references b, b, b, a, a (in order of similarity): R = 2,
+    MAP@5 = (1/2)(1/4 + 2/5); MAP@2 = 0 (no hit among the first two)."""
+    from dmlbench.eval.retrieval import retrieval_metrics
+
+    x = np.array([[1.0, 0.0], [0.99, 0.1], [0.6, 0.8], [0.95, 0.3], [0.7, 0.7], [0.0, 1.0]])
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    labels = np.array([0, 1, 0, 1, 1, 0])  # query 0's neighbours: 1, 3, 4 (b), then 2, 5 (a)
+    m = retrieval_metrics(x[:1], labels[:1], x[1:], labels[1:], ks=(1,), map_at=(2, 5))
+    assert m["map@5"] == pytest.approx((1 / 4 + 2 / 5) / 2)
+    assert m["map@2"] == pytest.approx(0.0)
+
+
+def test_nmi_and_f1_by_hand_and_against_scikit_learn():
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from dmlbench.eval.clustering import clustering_metrics, nmi, pairwise_f1
+
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    assert nmi(labels, np.array([5, 5, 5, 7, 7, 7])) == pytest.approx(1.0)
+    assert nmi(labels, np.array([0, 1, 0, 1, 0, 1])) == pytest.approx(
+        normalized_mutual_info_score(labels, [0, 1, 0, 1, 0, 1]), abs=1e-12
+    )
+    # clusters {0,1,3} {2,4,5}: same-cluster pairs 6, same-class pairs 6, both: 2
+    clusters = np.array([0, 0, 1, 0, 1, 1])
+    assert pairwise_f1(labels, clusters) == pytest.approx(2 / 6)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a, b = rng.integers(0, 7, 200), rng.integers(0, 9, 200)
+        assert nmi(a, b) == pytest.approx(normalized_mutual_info_score(a, b), abs=1e-9)
+    centres = np.eye(4) * 10
+    points = np.repeat(centres, 5, axis=0) + rng.normal(0, 0.1, (20, 4))
+    m = clustering_metrics(points.astype(np.float32), np.repeat(np.arange(4), 5))
+    assert m == {"nmi": pytest.approx(1.0), "f1": pytest.approx(1.0)}

@@ -71,3 +71,13 @@ def test_generation_is_deterministic_with_manifest_and_fingerprint(tmp_path, mon
 def test_eval_part_holds_train_and_test():
     assert set(part_classes("eval")) == {"train", "test"}
     assert set(part_classes("pretrain")) == {"pretrain"}
+
+
+def test_v1_validation_classes_are_unseen_by_its_backbone_and_disjoint():
+    from dmlbench.data.glyphs.classes import PRETRAINED_ON, validation_classes
+
+    val = set(LISTS["val"])
+    assert len(val) == 100 and not val & (set(LISTS["train"]) | set(LISTS["test"]))
+    pretrained = sorted(f"U+{cp:04X}" for cp in LISTS["pretrain"])[:PRETRAINED_ON]
+    assert not {f"U+{cp:04X}" for cp in val} & set(pretrained)
+    assert validation_classes(LISTS["pretrain"]) == LISTS["val"]  # the shipped list is rebuilt

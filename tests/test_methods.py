@@ -89,3 +89,24 @@ def test_proxies_get_their_own_learning_rate():
 @pytest.mark.parametrize("name", ["full-ft", "linear-probe"])
 def test_methods_have_descriptions(name):
     assert get_method(name).description
+
+
+@pytest.mark.parametrize("name", ["lora", "ssf"])
+def test_merged_methods_cost_the_backbone_at_inference(name):
+    """LoRA and SSF fold into the backbone's weights for evaluation: the merged model
+    embeds as the trained one (1e-5) at exactly the plain backbone's FLOPs."""
+    from dmlbench.cost.inference import inference_cost
+    from dmlbench.testing import batches, prepared, trainer_for
+
+    model, method = prepared(get_method(name), {})
+    trainer_for(model, method).train_epoch(batches(2), epoch=1)
+    merged = method.inference_model(model).eval()
+    model.eval()
+    images = batches(1, seed=5)[0][0]
+    with torch.no_grad():
+        torch.testing.assert_close(merged(images), model(images), rtol=1e-5, atol=1e-5)
+    probe, _ = prepared(get_method("linear-probe"), {})
+    assert inference_cost(merged).flops_per_image == inference_cost(probe).flops_per_image
+    if name == "lora":  # unmerged, the low-rank products add matrix FLOPs (SSF's are
+        # elementwise, which the counter, like the literature, leaves out)
+        assert inference_cost(model).flops_per_image > inference_cost(probe).flops_per_image

@@ -49,7 +49,7 @@ def recipe_amp(recipe: Recipe) -> str:
 def cost_row(label: str, method: Method, shape: StepShape) -> CostRow:
     estimate = estimate_step_memory(method, shape)
     fresh = type(method)(method.options)  # a method instance attaches to one model only
-    cost = inference_cost(step_model(fresh, shape)).as_summary()
+    cost = inference_cost(fresh.inference_model(step_model(fresh, shape))).as_summary()
     return CostRow(label, method, estimate, cost)
 
 

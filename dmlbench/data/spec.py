@@ -71,6 +71,11 @@ class DatasetSpec:
     train_split: str = "train"
     # One split: queries searched among themselves; two: (query, gallery).
     eval_splits: tuple[str, ...] = ("test",)
+    # A split of shipped validation classes (None: carved from the training classes).
+    val_split: str | None = None
+    # NMI and F1 of a k-means clustering (single-set evaluation only), MAP@K depths.
+    cluster_metrics: bool = True
+    map_at: tuple[int, ...] = ()
     transform: TransformSpec = TransformSpec()
     recipe: Recipe = Recipe()
 

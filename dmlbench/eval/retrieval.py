@@ -1,4 +1,4 @@
-"""Retrieval metrics on unit embeddings: Recall@K, MAP@R, R-precision.
+"""Retrieval metrics on unit embeddings: Recall@K, MAP@R, R-precision, MAP@K.
 
 Written by hand on top of faiss rather than calling PML's AccuracyCalculator:
 PML holds the full N × k neighbour matrix and several float64 copies of it
@@ -39,12 +39,16 @@ def retrieval_metrics(
     reference_labels: np.ndarray | None = None,
     ks: Sequence[int] = (1, 2, 4, 8),
     chunk_size: int = DEFAULT_CHUNK,
+    map_at: Sequence[int] = (),
 ) -> dict[str, float]:
     """Metrics of ``query`` searched in ``reference`` by inner product.
 
     Without a reference the queries are searched among themselves and each
     query is removed from its own neighbour list by index (so an exact
     duplicate of it still counts as a neighbour).
+
+    ``map_at`` (e.g. 1000 on SOP): MAP@K = (1/min(R, K)) Σ_{i ≤ K} P(i)·rel(i), the
+    average precision over the first K neighbours, R the query's other references.
     """
     query, query_labels = _as_float32(query), _as_labels(query_labels)
     same_set = reference is None
@@ -63,13 +67,14 @@ def retrieval_metrics(
     if same_set:
         r_per_query = r_per_query - 1
     n_available = len(reference) - (1 if same_set else 0)
-    k = min(max(int(r_per_query.max(initial=0)), max(ks)), n_available)
+    k = min(max(int(r_per_query.max(initial=0)), max(ks), *map_at), n_available)
     search_k = k + 1 if same_set else k
 
     index = faiss.IndexFlatIP(reference.shape[1])
     index.add(reference)
 
     recall_hits = {K: 0 for K in ks}
+    map_at_sums = {K: 0.0 for K in map_at}
     map_sum = map_paper_sum = rprec_sum = 0.0
     valid = 0
     columns = np.arange(1, k + 1)
@@ -94,6 +99,11 @@ def retrieval_metrics(
         map_sum += float((ap_sum / r).sum())
         map_paper_sum += float((ap_sum / (r + 1)).sum())
         rprec_sum += float((relevant.sum(axis=1) / r).sum())
+        if map_at:
+            precision_all = np.cumsum(hits, axis=1) / columns[None, :]
+            for K in map_at:
+                ap_k = (precision_all[:, :K] * hits[:, :K]).sum(axis=1)
+                map_at_sums[K] += float((ap_k / np.minimum(r, K)).sum())
 
     out = {f"recall@{K}": recall_hits[K] / valid if valid else float("nan") for K in ks}
     out["map@r"] = map_sum / valid if valid else float("nan")
@@ -101,6 +111,8 @@ def retrieval_metrics(
     # The paper's reference code divides by the class count including the
     # query, so a perfect embedding scores (n-1)/n: shown beside, never instead.
     out["map@r_paper"] = map_paper_sum / valid if valid else float("nan")
+    for K in map_at:
+        out[f"map@{K}"] = map_at_sums[K] / valid if valid else float("nan")
     out["queries"] = valid
     out["lone_queries"] = int(len(query) - np.count_nonzero(r_per_query > 0))
     return out

@@ -20,31 +20,38 @@ from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_
 from torch import nn
 from torch.nn.utils import fuse_conv_bn_weights
 
-from dmlbench.assets import GLYPH_BACKBONE, GLYPH_WEIGHTS_FILE
+from dmlbench.assets import (
+    GLYPH_BACKBONE,
+    GLYPH_V1_BACKBONE,
+    GLYPH_V2_BACKBONE,
+    GLYPH_V2_WEIGHTS_FILE,
+    GLYPH_WEIGHTS_FILE,
+)
 from dmlbench.errors import UserError
 
 GLYPH_BACKBONE_KWARGS = dict(img_size=48, patch_size=8, embed_dim=192, depth=6, num_heads=3)
 GLYPH_STEM_CHANNELS = (32, 64, 128)
 
 
-def shipped_weights_path() -> Path:
-    return Path(str(resources.files("dmlbench.assets").joinpath(GLYPH_WEIGHTS_FILE)))
+def shipped_weights_path(benchmark: str = "glyphs-v1") -> Path:
+    """The shipped weights pretrained for ``glyphs-v1`` or for ``glyphs``."""
+    name = GLYPH_V2_WEIGHTS_FILE if benchmark == "glyphs" else GLYPH_WEIGHTS_FILE
+    return Path(str(resources.files("dmlbench.assets").joinpath(name)))
 
 
+def _glyph_cfg(file: Path) -> dict:
+    return dict(file=str(file), num_classes=0, input_size=(3, 48, 48), crop_pct=1.0,
+                interpolation="bilinear", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                first_conv="patch_embed.proj.0", classifier="head", license="mit")  # fmt: skip
+
+
+# Two pretrained tags of one architecture: glyphs-v1's (the default tag, so
+# timm.create_model("vit_glyph_patch8_48", pretrained=True) stays what it was)
+# and glyphs'.
 default_cfgs = generate_default_cfgs(
     {
-        f"{GLYPH_BACKBONE}.dmlbench_glyphs": dict(
-            file=str(shipped_weights_path()),
-            num_classes=0,
-            input_size=(3, 48, 48),
-            crop_pct=1.0,
-            interpolation="bilinear",
-            mean=(0.5, 0.5, 0.5),
-            std=(0.5, 0.5, 0.5),
-            first_conv="patch_embed.proj.0",
-            classifier="head",
-            license="mit",
-        )
+        GLYPH_V1_BACKBONE: _glyph_cfg(shipped_weights_path("glyphs-v1")),
+        GLYPH_V2_BACKBONE: _glyph_cfg(shipped_weights_path("glyphs")),
     }
 )
 

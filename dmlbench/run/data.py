@@ -11,9 +11,11 @@ from dmlbench.config import RunConfig
 from dmlbench.data.image_list import ImageListDataset
 from dmlbench.data.sampling import ResumableMPerClassSampler
 from dmlbench.data.spec import DatasetSpec
+from dmlbench.data.splits import SplitView, split_view
 from dmlbench.data.transforms import test_transform, train_transform
 from dmlbench.data.verify import bad_images_cached, scan_memo_path
 from dmlbench.errors import UserError
+from dmlbench.eval.clustering import clustering_metrics
 from dmlbench.eval.retrieval import retrieval_metrics
 from dmlbench.nn.backbone import backbone_data_config
 from dmlbench.train.distributed import SINGLE, DistContext, gather_shards
@@ -49,21 +51,24 @@ def evaluate_model(
     if not ctx.is_main:
         return {}
     embed_seconds = watch.elapsed()
-    if len(embedded) == 1:
-        ((q, ql),) = embedded
-        metrics = retrieval_metrics(q, ql, ks=dataset.recall_ks)
-    else:
-        (q, ql), (g, gl) = embedded
-        metrics = retrieval_metrics(q, ql, g, gl, ks=dataset.recall_ks)
+    metrics = score(dataset, embedded, config.seed)
     images = sum(len(e[0]) for e in embedded)
     metrics["eval_images_per_s"] = images / embed_seconds if embed_seconds else float("nan")
     metrics["eval_seconds"] = watch.elapsed()
     return metrics
 
 
-def usable_records(dataset: DatasetSpec, config: RunConfig) -> tuple[list, int]:
-    """The records, minus unreadable images if ``skip_bad_images`` (how many were skipped)."""
-    records = dataset.records()
+def split_records(dataset: DatasetSpec, config: RunConfig) -> SplitView:
+    """The images of this run: train + test classes, or train + validation classes
+    (the dataset's own, or carved from its training classes)."""
+    return split_view(dataset.records(), config.split, dataset.train_split, dataset.eval_splits,
+                      dataset.val_split, config.val_fraction, config.val_seed,
+                      dataset.name)  # fmt: skip
+
+
+def usable_records(dataset: DatasetSpec, config: RunConfig, records: list) -> tuple[list, int]:
+    """``records`` minus unreadable images if ``skip_bad_images`` (how many were skipped);
+    only these images are checked (a validation run never opens a test image)."""
     key = dataset.scan_key()
     if key is None:
         return records, 0
@@ -83,6 +88,7 @@ def usable_records(dataset: DatasetSpec, config: RunConfig) -> tuple[list, int]:
 
 def build_loaders(
     dataset: DatasetSpec,
+    view: SplitView,
     config: RunConfig,
     model,
     device,
@@ -94,7 +100,7 @@ def build_loaders(
     data_cfg = backbone_data_config(model.backbone)
     size, mean, std = data_cfg["input_size"][-1], data_cfg["mean"], data_cfg["std"]
     train_set = ImageListDataset(
-        [r for r in records if r.split == dataset.train_split],
+        [r for r in records if r.split == view.train_split],
         train_transform(dataset.transform, size, mean, std),
     )
     if len(train_set.classes) != model.spec.num_classes:
@@ -135,11 +141,38 @@ def build_loaders(
         batch_size=config.batch_size // ctx.world,
         generator=generator,
     )
+    eval_sets = eval_loaders(dataset, view, config, model.backbone, device, records, ctx)
+    return train_loader, eval_sets, steps_per_epoch
+
+
+def evaluation_order(view: SplitView, records: list) -> list[list]:
+    """The records of each evaluation set, in the order they are embedded (queries, then
+    the gallery where there is one): the rows precomputed embeddings must follow."""
+    return [[r for r in records if r.split == split] for split in view.eval_splits]
+
+
+def eval_loaders(dataset, view, config, backbone, device, records, ctx=SINGLE) -> list:
+    """One loader per evaluation set, with the backbone's test transform."""
+    data_cfg = backbone_data_config(backbone)
+    size, mean, std = data_cfg["input_size"][-1], data_cfg["mean"], data_cfg["std"]
     test_tf = test_transform(dataset.transform, size, mean, std)
-    eval_sets = []
-    for split in dataset.eval_splits:
-        items = ImageListDataset([r for r in records if r.split == split], test_tf)
+    loaders = []
+    for split_records in evaluation_order(view, records):
+        items = ImageListDataset(split_records, test_tf)
         if ctx.enabled:  # rank r embeds items r, r+N, …; rank 0 puts them back in order
             items = torch.utils.data.Subset(items, range(ctx.rank, len(items), ctx.world))
-        eval_sets.append(_loader(items, config, device, batch_size=config.eval_batch_size))
-    return train_loader, eval_sets, steps_per_epoch
+        loaders.append(_loader(items, config, device, batch_size=config.eval_batch_size))
+    return loaders
+
+
+def score(dataset: DatasetSpec, embedded: list[tuple], seed: int = 0) -> dict:
+    """Retrieval (and clustering) metrics of embedded evaluation sets: one set searched
+    among itself, or queries searched in a gallery."""
+    if len(embedded) == 1:
+        ((q, ql),) = embedded
+        metrics = retrieval_metrics(q, ql, ks=dataset.recall_ks, map_at=dataset.map_at)
+        if dataset.cluster_metrics:
+            metrics.update(clustering_metrics(q, ql, seed=seed))
+        return metrics
+    (q, ql), (g, gl) = embedded
+    return retrieval_metrics(q, ql, g, gl, ks=dataset.recall_ks, map_at=dataset.map_at)

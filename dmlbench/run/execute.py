@@ -29,7 +29,7 @@ from dmlbench.nn.losses import ProxyAnchorLoss
 from dmlbench.nn.model import EmbeddingModel, build_model
 from dmlbench.registry import get_method
 from dmlbench.run.costs import estimate_for_run, inference_summary, memory_summary
-from dmlbench.run.data import build_loaders, evaluate_model, usable_records
+from dmlbench.run.data import build_loaders, evaluate_model, split_records, usable_records
 from dmlbench.run.record import Progress, best_over_epochs, epoch_line
 from dmlbench.store.results import RunWriter, new_run_dir
 from dmlbench.train import distributed
@@ -150,19 +150,19 @@ def build(config: RunConfig, echo) -> Session:
         if not ctx.is_main:
             echo = _silent
     generator = seed_everything(config.seed)
+    view = split_records(dataset, config)
+    records, skipped = usable_records(dataset, config, view.records)
+    if config.image_cache and dataset.scan_key() is not None:  # not for generated data
+        records = cached_records(records, config.image_cache)
+    classes = len({r.label for r in records if r.split == view.train_split})
     weights = None if config.weights == "none" else config.weights  # "none": random init
-    model = build_model(
-        config.backbone, weights, config.embedding_dim, dataset.num_train_classes, config.proxy_init
-    )
+    model = build_model(config.backbone, weights, config.embedding_dim, classes, config.proxy_init)
     try:
         method.setup(model)
     except ValueError as e:
         raise UserError(f"method {config.method}: {e}") from None
-    records, skipped = usable_records(dataset, config)
-    if config.image_cache and dataset.scan_key() is not None:  # not for generated data
-        records = cached_records(records, config.image_cache)
     train_loader, eval_sets, steps_per_epoch = build_loaders(
-        dataset, config, model, device, generator, records, ctx
+        dataset, view, config, model, device, generator, records, ctx
     )
     model.to(device)
     optimizer = build_optimizer(config, method.param_groups(model, config.lr, config.proxy_lr))
@@ -243,6 +243,7 @@ def start(s: Session) -> None:
         "method_label": s.method.label,
         "method_options": dataclasses.asdict(s.method.options),
         "dataset": s.dataset.name,
+        "split": config.split,
         "backbone": config.backbone,
         "backbone_hash": s.frozen_hash,
         "seed": config.seed,
@@ -287,9 +288,8 @@ def train_epochs(s: Session) -> None:
 
 
 def evaluate(s: Session) -> dict:
-    return evaluate_model(
-        s.model, s.dataset, s.eval_sets, s.config, s.device, s.amp, s.ctx
-    )  # fmt: skip
+    model = s.method.inference_model(s.model)
+    return evaluate_model(model, s.dataset, s.eval_sets, s.config, s.device, s.amp, s.ctx)
 
 
 def _after_step(s: Session, epoch_progress: EpochProgress) -> None:
@@ -352,7 +352,7 @@ def finish(s: Session, memory: dict) -> RunResult:
             k: v for k, v in metrics.items() if k not in ("eval_seconds", "eval_images_per_s")
         },
         memory=memory_summary(memory, estimate),
-        inference=inference_summary(s.model),
+        inference=inference_summary(s.method.inference_model(s.model)),
         time={
             "wall_seconds": p.wall_seconds + s.wall.elapsed(),
             "train_seconds": p.train_seconds,
@@ -363,9 +363,9 @@ def finish(s: Session, memory: dict) -> RunResult:
             "epochs": s.config.epochs,
         },
     )
-    best = best_over_epochs(p.history)
+    best = best_over_epochs(p.history, s.config.split)
     if best is not None:
-        s.summary["best_on_test"] = best
+        s.summary[f"best_on_{s.config.split}"] = best
     end_state = s.method.state_report(s.model)
     if end_state or p.method_state:
         s.summary["method_state"] = {"start": p.method_state, "end": end_state}

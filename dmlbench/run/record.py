@@ -34,7 +34,7 @@ class Progress:
 BEST_METRICS = ("recall@1", "map@r", "map@r_paper")
 
 
-def best_over_epochs(history: list[dict]) -> dict | None:
+def best_over_epochs(history: list[dict], split: str = "test") -> dict | None:
     """Each metric's maximum over the evaluated epochs, and where it was reached.
 
     This is what the VPTSP reference code records (and the paper reports): a
@@ -46,8 +46,8 @@ def best_over_epochs(history: list[dict]) -> dict | None:
     if not evaluated:
         return None
     best: dict = {
-        "note": "maximum over the evaluated epochs on the test split, as the VPTSP reference "
-        "reports; not the final epoch, never used for any choice",
+        "note": f"maximum over the evaluated epochs on the {split} split, as the VPTSP "
+        "reference reports; not the final epoch, never used for any choice",
         "epochs_evaluated": len(evaluated),
     }
     for key in BEST_METRICS:

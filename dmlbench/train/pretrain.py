@@ -21,6 +21,7 @@ from torch import nn
 
 from dmlbench.atomic import atomic_path, write_json_atomic
 from dmlbench.data.glyphs.render import GlyphPartConfig, ensure_part, fingerprint_id
+from dmlbench.data.glyphs.render_v2 import STYLE_V2
 from dmlbench.data.image_list import ImageListDataset, read_csv_records
 from dmlbench.data.transforms import TransformSpec, train_transform
 from dmlbench.nn.backbone import GLYPH_BACKBONE, GLYPH_BACKBONE_KWARGS, fold_stem_norms
@@ -32,7 +33,11 @@ from dmlbench.train.seeding import seed_everything
 
 def pretrain(config: PretrainConfig, output: Path, command: str) -> dict:
     generator = seed_everything(config.seed)
-    part = ensure_part(GlyphPartConfig("pretrain", config.images_per_class, seed=0))
+    if config.benchmark == "glyphs":
+        part_config = GlyphPartConfig("v2-pretrain", config.images_per_class, style=STYLE_V2)
+    else:
+        part_config = GlyphPartConfig("pretrain", config.images_per_class, seed=0)
+    part = ensure_part(part_config)
     records = read_csv_records(part / "manifest.csv")
     chosen = set(sorted({r.label for r in records})[: config.classes])
     records = [r for r in records if r.label in chosen]

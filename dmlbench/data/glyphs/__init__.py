@@ -3,10 +3,13 @@
 
 def __getattr__(name: str):
     """``dmlbench.data.glyphs.X`` for the renderer's names: the module before 0.2."""
+    import importlib
+    import importlib.util
     import warnings
 
-    from dmlbench.data.glyphs import render
-
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        raise AttributeError(name)  # a submodule: let the import system load it
+    render = importlib.import_module(f"{__name__}.render")
     if not hasattr(render, name):
         raise AttributeError(f"module 'dmlbench.data.glyphs' has no attribute {name!r}")
     warnings.warn(

@@ -35,7 +35,7 @@ GENERATOR_VERSION = 1
 # variety per class: refuse rather than silently build an easier benchmark.
 MIN_FONTS_AT_GENERATION = 6
 
-PARTS = {"eval": ("train", "test"), "pretrain": ("pretrain",)}
+PARTS = {"eval": ("train", "test"), "pretrain": ("pretrain",), "v1-val": ("val",)}
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,11 @@ def render_instance(code_point: int, font: Path, rng: np.random.Generator, style
     )
     stroke = int(rng.integers(0, style.max_stroke + 1))
     mask = Image.fromarray(render_mask(code_point, font, size, font_size, stroke))
+    return finish_instance(mask, rng, style)
+
+
+def finish_instance(mask: Image.Image, rng: np.random.Generator, style: GlyphStyle):
+    """A glyph mask → the RGB instance: rotation and shift, optional damage, colours, noise."""
     angle = float(rng.uniform(-style.max_rotation_deg, style.max_rotation_deg))
     shift = rng.uniform(-style.max_shift_px, style.max_shift_px, size=2)
     mask = mask.rotate(angle, resample=Image.BILINEAR, translate=tuple(shift), fillcolor=0)
@@ -130,12 +135,27 @@ def _occlude(mask: Image.Image, rng: np.random.Generator, max_fraction: float) -
 
 
 def part_classes(part: str) -> dict[str, list[int]]:
+    if part.startswith("v2-"):
+        from dmlbench.data.glyphs.classes_v2 import shipped_class_lists_v2
+        from dmlbench.data.glyphs.render_v2 import PARTS_V2
+
+        lists = shipped_class_lists_v2()
+        return {split: lists[split] for split in PARTS_V2[part]}
     lists = shipped_class_lists()
     return {split: lists[split] for split in PARTS[part]}
 
 
 def fingerprint(config: GlyphPartConfig) -> dict:
     classes = part_classes(config.part)
+    if config.part.startswith("v2-"):  # the font-package benchmark (render_v2)
+        from dmlbench.data.glyphs import render_v2
+
+        return {
+            "generator_version": 2,
+            "config": asdict(config),
+            "classes_sha256": render_v2.class_lists_sha256(),
+            "fonts": render_v2.part_font_hashes(config.part),
+        }
     return {
         "generator_version": GENERATOR_VERSION,
         "config": _config_record(config),
@@ -160,6 +180,10 @@ def fingerprint_id(fp: dict) -> str:
 
 def _render_class(args) -> list[tuple[str, str, str]]:
     code_point, split, out_dir, config = args
+    if config.part.startswith("v2-"):
+        from dmlbench.data.glyphs.render_v2 import render_class_v2
+
+        return render_class_v2(code_point, split, out_dir, config)
     fonts = drawing_fonts(code_point)
     if len(fonts) < MIN_FONTS_AT_GENERATION:
         raise UserError(

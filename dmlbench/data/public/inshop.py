@@ -27,6 +27,7 @@ class InShop(PublicDataset):
     train_classes = 3_997
     recall_ks = (1, 10, 20, 30, 40, 50)
     eval_splits = ("query", "gallery")
+    map_at = (1000,)
     # The reference's config/inshop_small.yaml (as SOP's, with 80 class tokens).
     recipe = Recipe(
         optimizer="adamw", lr=1e-4, proxy_lr=5e-2, epochs=80, batch_size=32,
