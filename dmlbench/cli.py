@@ -489,6 +489,103 @@ def _submit_sweep(planned, grid_file: Path, executor: str, wait: bool, **options
 
 
 @main.command()
+@click.argument("grid_file", required=False, type=click.Path(path_type=Path))
+@click.option("--method", default=None, help="The method to tune (or give a sweep file).")
+@click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE", help="A fixed method option.")
+@click.option("--dataset", default="glyphs", show_default=True)
+@click.option("--backbone", default=None, help="[default: the dataset's]")
+@click.option("--label", default=None, help="Row name of the chosen settings.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="YAML of the run-config keys every trial keeps (batch size, epochs …).",
+)
+@click.option("--trials", type=click.IntRange(min=1), default=None, help="[default: 20]")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Epochs per trial. [default: the dataset's recipe]")  # fmt: skip
+@click.option(
+    "--metric",
+    type=click.Choice(["map@r", "recall@1"]),
+    default=None,
+    help="Validation metric of the final epoch to maximise. [default: map@r]",
+)
+@click.option("--seed", type=int, default=None, help="The sampler's seed. [default: 0]")
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The study, trial runs, plots and chosen.yaml. [default: results/tune]",
+)
+def tune(grid_file, method, opts, dataset, backbone, label, config_file, trials, epochs, metric,
+         seed, output) -> None:  # fmt: skip
+    """Choose each method's settings on validation classes (Optuna TPE, the same trials and
+    epochs for every method); writes chosen.yaml, a sweep that reads test once per seed."""
+    from dmlbench.run.tune import TuneSettings, chosen_sweep, summary_line, write_if_changed
+    from dmlbench.run.tune import tune as tune_one
+
+    flags = {"trials": trials, "epochs": epochs, "metric": metric, "seed": seed}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if grid_file is not None:
+        if method or opts:
+            raise UserError("dmlbench tune: give a sweep file or --method, not both")
+        bases, block, test_output, seeds = _tune_grid(grid_file)
+        out = Path(output or block.pop("output", "results/tune"))
+        block.pop("output", None)
+        settings = TuneSettings(**{**block, **flags})
+    else:
+        if method is None:
+            raise UserError("dmlbench tune: give --method NAME (or a sweep file)")
+        from dmlbench.config import make_config
+        from dmlbench.options import parse_key_values
+
+        settings = TuneSettings(**flags)
+        values = {"method": method, "dataset": dataset, "backbone": backbone, "label": label,
+                  "method_options": parse_key_values(opts)}  # fmt: skip
+        bases = [make_config(config_file, {k: v for k, v in values.items() if v not in (None, {})}
+                             | {"method_options": values["method_options"]})]  # fmt: skip
+        out = Path(output or "results/tune")
+        test_output, seeds = "results/runs/tuned", [0, 1, 2]
+    results = []
+    for base in bases:
+        click.echo(f"tuning {base.label or base.method} on {base.dataset} ({settings.trials} "
+                   f"trials, validation {settings.metric})")  # fmt: skip
+        result = tune_one(base, settings, out, echo=click.echo)
+        click.echo(summary_line(result, settings.metric))
+        results.append(result)
+    path = out / "chosen.yaml"
+    changed = write_if_changed(path, chosen_sweep(results, test_output, seeds))
+    click.echo(f"{path}: {'written' if changed else 'unchanged'}; run it on the test split with "
+               f"`dmlbench sweep {path}`")  # fmt: skip
+
+
+def _tune_grid(grid_file: Path) -> tuple[list, dict, str, list[int]]:
+    """The method rows of a sweep file (one per label × dataset × backbone; its seeds are
+    for the test runs) and its ``tune:`` block."""
+    import dataclasses
+
+    from dmlbench.config import read_yaml
+    from dmlbench.run.sweep import read_sweep
+
+    grid = read_yaml(grid_file)
+    block = dict(grid.get("tune") or {})
+    valid = {"trials", "epochs", "metric", "seed", "output", "heartbeat_seconds"}
+    unknown = sorted(set(block) - valid)
+    if unknown:
+        raise UserError(f"{grid_file}: unknown key tune.{unknown[0]}; valid keys: "
+                        f"{', '.join(sorted(valid))}")  # fmt: skip
+    seen, bases = set(), []
+    for run in read_sweep(grid_file):
+        c = dataclasses.replace(run.config, seed=0)
+        key = (c.label, c.method, str(c.method_options), c.dataset, c.backbone)
+        if key not in seen:
+            seen.add(key)
+            bases.append(c)
+    return bases, block, grid.get("output", "results/runs"), list(grid.get("seeds") or [0])
+
+
+@main.command()
 @click.argument("runs", default="results/runs", type=click.Path(path_type=Path))
 @click.option(
     "--format",

@@ -100,6 +100,9 @@ class RunConfig:
     estimate_memory: bool = option(
         True, "Record the estimated accelerator peak of this run's training step."
     )
+    selected_by: str | None = option(
+        None, "How the settings were chosen (written by `dmlbench tune`; shown in reports)."
+    )
 
     def __post_init__(self) -> None:
         if self.epochs is not None and self.epochs < 0:
@@ -196,6 +199,7 @@ def config_key(config: RunConfig) -> str:
         "checkpoint_every",
         "keep_checkpoints",
         "estimate_memory",
+        "selected_by",
     ):
         values.pop(where_and_how_often)  # they change no result
     text = json.dumps(values, sort_keys=True, default=str)

@@ -116,16 +116,24 @@ class Session:
     resumed_now: bool = False
     summary: dict = field(default_factory=dict)
     wall: Stopwatch = field(default_factory=Stopwatch)
+    on_epoch: Callable[[dict], None] | None = None
 
     @property
     def amp(self) -> torch.dtype | None:
         return self.trainer.amp_dtype
 
 
-def execute(config: RunConfig, echo=print, resume: Path | None = None) -> RunResult:
+def execute(
+    config: RunConfig,
+    echo=print,
+    resume: Path | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> RunResult:
     """Run ``config``; with ``resume`` (a run directory), continue that run from
-    its newest checkpoint (or from the start if it never wrote one)."""
+    its newest checkpoint (or from the start if it never wrote one). ``on_epoch``
+    sees each epoch's record (a tuner's pruner may stop the run by raising)."""
     session = build(config, echo)
+    session.on_epoch = on_epoch
     open_run_dir(session, resume)
     restore(session, resume)
     start(session)
@@ -285,6 +293,8 @@ def train_epochs(s: Session) -> None:
         save(s, None)
         s.writer.append_epoch(record)
         s.echo(epoch_line(record, s.dataset.recall_ks))
+        if s.on_epoch is not None:
+            s.on_epoch(record)
 
 
 def evaluate(s: Session) -> dict:
@@ -329,8 +339,10 @@ def record_failure(s: Session) -> Iterator[None]:
     except BaseException as e:
         e.run_dir = s.writer.run_dir  # for the one-line message of the CLI
         stopped = isinstance(e, KeyboardInterrupt | SystemExit)
+        # an exception may say what it means for the run (a tuner's "pruned")
+        status = getattr(e, "run_status", None) or ("interrupted" if stopped else "failed")
         s.summary.update(
-            status="interrupted" if stopped else "failed",
+            status=status,
             error=f"{type(e).__name__}: {e}",
             traceback=traceback.format_exc(),
             wall_seconds=s.progress.wall_seconds + s.wall.elapsed(),

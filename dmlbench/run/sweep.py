@@ -46,7 +46,7 @@ from dmlbench.progress import HEARTBEAT_ENV, LOG_LINE
 LOG_NAME = "run.log"  # each run's stdout and stderr, appended across resumes
 HEARTBEAT_NAME = ".heartbeat"  # touched while the run makes progress
 
-GRID_KEYS = {"output", "base", "methods", "datasets", "backbones", "seeds"}
+GRID_KEYS = {"output", "base", "methods", "datasets", "backbones", "seeds", "tune"}
 
 
 @dataclass(frozen=True)

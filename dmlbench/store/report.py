@@ -94,6 +94,8 @@ def aggregate(finished: pd.DataFrame) -> pd.DataFrame:
     out = mean.add_suffix(":mean").join(std.add_suffix(":std"))
     out["n"] = grouped.size()
     out["is_full_ft"] = grouped["method"].first().eq(FULL_FT)
+    if "config.selected_by" in finished.columns:  # how each row's settings were chosen
+        out["selected_by"] = grouped["config.selected_by"].first()
     if "memory.peak_kind" in finished.columns:  # measured (CUDA) or estimated, per row
         out["memory.peak_kind"] = grouped["memory.peak_kind"].agg(
             lambda kinds: kinds.iloc[0] if kinds.nunique() == 1 else "mixed"
@@ -124,6 +126,14 @@ def _delta(value: float, reference: float | None, scale: float = 100.0) -> str:
     if reference is None or math.isnan(value) or math.isnan(reference):
         return ""
     return f" ({(value - reference) * scale:+.1f})"
+
+
+def _selection(r: pd.Series) -> str:
+    """How the row's settings were chosen: on validation by `dmlbench tune`, or not."""
+    selected = r.get("selected_by")
+    if isinstance(selected, str) and selected:
+        return "selected on " + selected.split(" (")[0]  # "validation, 20 trials of 8 epochs"
+    return "not tuned"
 
 
 def table1(agg: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
@@ -159,6 +169,7 @@ def table1(agg: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
                 "RSS growth": f"{rss:.0f} MB" if not math.isnan(rss) else "—",
                 "GFLOPs/img": "—" if math.isnan(gflops) else f"{gflops:.2f}"
                 + (f" (+{tokens:.0f} tokens)" if tokens and not math.isnan(tokens) else ""),
+                "settings": _selection(r),
                 "n": int(r["n"]),
             })  # fmt: skip
         tables[(dataset, backbone)] = pd.DataFrame(rows)

@@ -1,0 +1,288 @@
+"""``dmlbench tune``: each method's settings chosen on validation classes, with one budget.
+
+Every method gets the same number of trials and epochs, searched by Optuna's
+TPE sampler over the space the method declares (``Method.search_space``: a
+learning rate and images per class by default, plus the method's own knobs).
+A trial is a real run with ``split=val`` (trained on the training classes
+minus the validation ones, scored on those; the test images are never read)
+whose score is its final epoch's validation MAP@R. MAP@R rather than R@1:
+it reads the whole ranking, so it separates settings that R@1 (one
+neighbour) calls equal, and it is what the report puts beside R@1.
+
+A median pruner stops a trial whose validation MAP@R after an epoch is below
+the median of earlier trials at that epoch (after three complete trials and
+the first epoch), so a bad learning rate costs one or two epochs, not all.
+
+The study lives in an SQLite file under the output folder, with Optuna's
+heartbeat: a killed tune starts again where it stopped (a trial whose process
+died is retried with its parameters once its heartbeat is stale), and several
+processes or Slurm jobs can share the study. The chosen settings are written
+as a sweep file (``chosen.yaml``) whose runs read test once per seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from dmlbench.config import RunConfig, config_key, to_yaml
+from dmlbench.errors import UserError
+from dmlbench.method import Choice, IntRange, LogUniform, Uniform
+from dmlbench.registry import get_method
+from dmlbench.run.execute import execute, prepare
+
+RUN_KEYS = {f.name for f in dataclasses.fields(RunConfig)} - {"method", "method_options", "split"}
+METRICS = ("map@r", "recall@1")
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    trials: int = 20
+    epochs: int | None = None  # None: the dataset's recipe
+    metric: str = "map@r"
+    seed: int = 0
+    heartbeat_seconds: int = 60  # a dead trial is retried after twice this without a beat
+
+    def __post_init__(self):
+        if self.trials < 1:
+            raise UserError(f"tune: trials {self.trials}: give at least 1")
+        if self.epochs is not None and self.epochs < 1:
+            raise UserError(f"tune: epochs {self.epochs}: give at least 1")
+        if self.metric not in METRICS:
+            raise UserError(f"tune: metric {self.metric!r}: use {' or '.join(METRICS)}")
+
+
+class Pruned(Exception):
+    """Optuna's pruner stopped this trial; its run directory says "pruned"."""
+
+    run_status = "pruned"
+
+
+def check_space(method: str, space: dict) -> None:
+    """Every searched key is a run-config key or ``opt.<an option of the method>``, and
+    every range holds values; else one line naming the key."""
+    options = set(get_method(method).Options.__dataclass_fields__)
+    for key, distribution in space.items():
+        name = key.removeprefix("opt.")
+        known = name in options if key.startswith("opt.") else key in RUN_KEYS
+        if not known:
+            raise UserError(
+                f"method {method}: search space key {key!r} is neither a run-config key nor "
+                f"opt.<option>; options: {', '.join(sorted(options))}"
+            )
+        d = distribution
+        empty = (
+            isinstance(d, LogUniform | Uniform) and not d.low < d.high
+            or isinstance(d, LogUniform) and d.low <= 0
+            or isinstance(d, IntRange) and d.low > d.high
+            or isinstance(d, Choice) and not d.values
+        )  # fmt: skip
+        if empty:
+            raise UserError(f"method {method}: search space {key!r} = {distribution} is empty")
+
+
+def suggest(trial, key: str, distribution):
+    if isinstance(distribution, LogUniform):
+        return trial.suggest_float(key, distribution.low, distribution.high, log=True)
+    if isinstance(distribution, Uniform):
+        return trial.suggest_float(key, distribution.low, distribution.high)
+    if isinstance(distribution, IntRange):
+        return trial.suggest_int(key, distribution.low, distribution.high, step=distribution.step)
+    return trial.suggest_categorical(key, list(distribution.values))
+
+
+def apply_params(base: RunConfig, params: dict) -> RunConfig:
+    """The run config a trial's (or the chosen) parameters make of ``base``."""
+    options = dict(base.method_options)
+    values = {}
+    for key, value in params.items():
+        if key.startswith("opt."):
+            options[key.removeprefix("opt.")] = value
+        else:
+            values[key] = value
+    return dataclasses.replace(base, method_options=options, **values)
+
+
+def study_name(base: RunConfig) -> str:
+    """Which study a (method row, dataset, backbone) tunes into: a change to anything
+    fixed makes another study."""
+    fixed = dataclasses.replace(base, seed=0, output="")
+    return f"{base.label or base.method}@{base.dataset}#{config_key(fixed)}".replace(" ", "_")
+
+
+@dataclass
+class TuneResult:
+    study: str
+    best_params: dict
+    best_value: float
+    trials: int
+    chosen: RunConfig
+
+
+def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable = print):
+    """Tune one method row; returns the chosen settings (and the study's numbers)."""
+    import optuna
+
+    space = get_method(base.method).search_space()
+    check_space(base.method, space)
+    trial_base = dataclasses.replace(base, split="val", eval_every=1,
+                                     output=str(output / "trials"))  # fmt: skip
+    if settings.epochs is not None:
+        trial_base = dataclasses.replace(trial_base, epochs=settings.epochs)
+    trial_base = prepare(trial_base, require_data=True)[0]  # bad input stops here: nothing written
+    _check_validation_split(trial_base)
+    output.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{output / 'studies.db'}",
+        heartbeat_interval=settings.heartbeat_seconds,
+        grace_period=2 * settings.heartbeat_seconds,
+        heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2),
+    )
+    name = study_name(trial_base)
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=settings.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+        load_if_exists=True,
+    )
+
+    def objective(trial) -> float:
+        params = {key: suggest(trial, key, d) for key, d in space.items()}
+        config = apply_params(trial_base, params)
+        config = dataclasses.replace(
+            config, label=f"{base.label or base.method} trial {trial.number}"
+        )
+
+        def report(record: dict) -> None:
+            if settings.metric in record:
+                trial.report(record[settings.metric], record["epoch"])
+                if trial.should_prune():
+                    raise Pruned(f"pruned after epoch {record['epoch']}")
+
+        try:
+            result = execute(config, echo=lambda *a, **k: None, on_epoch=report)
+        except Pruned:
+            raise optuna.TrialPruned() from None
+        except UserError as e:  # settings this data cannot take (e.g. more classes per batch
+            # than it has): the trial counts, as a pruned one, with the reason kept
+            trial.set_user_attr("invalid", str(e))
+            echo(f"  trial {trial.number}: {_params_text(params)} → invalid ({e})")
+            raise optuna.TrialPruned() from None
+        value = result.summary["metrics"][settings.metric]
+        echo(f"  trial {trial.number}: {_params_text(params)} → {settings.metric} {value:.4f}")
+        return value
+
+    done = _finished(study)
+    while done < settings.trials:
+        study.optimize(objective, n_trials=1)
+        done = _finished(study)
+    from optuna.trial import TrialState
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        reasons = {t.user_attrs.get("invalid") for t in study.trials} - {None}
+        raise UserError(
+            f"tune {name}: no trial completed"
+            + (f"; every one was invalid: {sorted(reasons)[0]}" if reasons else "")
+        )
+    best = study.best_trial
+    selected = (
+        f"validation, {settings.trials} trials of {settings.epochs or trial_base.epochs} epochs"
+    )
+    chosen = dataclasses.replace(
+        apply_params(base, best.params), selected_by=f"{selected} ({name})"
+    )
+    _save_plots(study, output / "plots" / re.sub(r"[^A-Za-z0-9._@-]+", "_", name.split("#")[0]))
+    return TuneResult(name, dict(best.params), float(best.value), done, chosen)
+
+
+def _finished(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def _check_validation_split(config: RunConfig) -> None:
+    """Carve (or find) the validation classes now, so a fraction that empties a class set
+    stops before anything is written."""
+    from dmlbench.data.spec import get_dataset
+    from dmlbench.run.data import split_records
+
+    split_records(get_dataset(config.dataset, config.data_root), config)
+
+
+def _params_text(params: dict) -> str:
+    return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in params.items())  # fmt: skip
+
+
+def _save_plots(study, stem: Path) -> None:
+    """Optuna's optimisation history and parameter importances, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as views
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for suffix, plot in (("history", views.plot_optimization_history),
+                         ("importances", views.plot_param_importances)):  # fmt: skip
+        try:
+            with warnings.catch_warnings():  # Optuna calls its matplotlib views experimental
+                warnings.simplefilter("ignore")
+                axes = plot(study)
+        except (ValueError, RuntimeError):  # e.g. importances need 2+ complete trials
+            continue
+        figure = axes.figure if hasattr(axes, "figure") else axes[0].figure
+        figure.set_size_inches(6.5, 4)
+        figure.tight_layout()
+        figure.savefig(f"{stem}-{suffix}.png", dpi=150)
+        plt.close(figure)
+
+
+def chosen_sweep(results: list[TuneResult], output: str, seeds: list[int]) -> str:
+    """The sweep file that runs each chosen setting on the test split over ``seeds``."""
+    rows = []
+    for result in results:
+        c = result.chosen
+        row = {"label": c.label or c.method, "method": c.method, "dataset": c.dataset}
+        if c.method_options:
+            row["method_options"] = dict(c.method_options)
+        defaults = RunConfig()
+        for key in sorted(RUN_KEYS - {"label", "dataset", "output", "seed"}):
+            value = getattr(c, key)
+            if value != getattr(defaults, key):
+                row[key] = value
+        rows.append(row)
+    datasets = sorted({r.pop("dataset") for r in rows})
+    grid = {"output": output, "methods": rows, "datasets": datasets, "seeds": seeds}
+    header = "# Written by `dmlbench tune`: each row's settings chosen on validation classes.\n"
+    return header + yaml.safe_dump(grid, sort_keys=False, allow_unicode=True)
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Re-running a finished tune changes nothing: the file is rewritten only if different."""
+    if path.exists() and path.read_text() == text:
+        return False
+    path.write_text(text)
+    return True
+
+
+def summary_line(result: TuneResult, metric: str) -> str:
+    digest = hashlib.sha1(json.dumps(result.best_params, sort_keys=True).encode()).hexdigest()[:6]
+    row = result.chosen.label or result.chosen.method
+    return (f"{row}: best {metric} {result.best_value:.4f} with "
+            f"{_params_text(result.best_params)} [{digest}], {result.trials} trials")  # fmt: skip
+
+
+__all__ = ["TuneSettings", "tune", "chosen_sweep", "to_yaml"]

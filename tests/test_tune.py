@@ -1,0 +1,151 @@
+"""`dmlbench tune`: settings chosen on validation classes with one budget per method."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from dmlbench.cli import main
+
+from .test_public_datasets import FAKES, UNCHECKED_COUNTS_ENV
+from .test_splits import records  # noqa: F401 - the same toy records helper
+
+
+def grid(tmp_path: Path, dataset: str, methods: str, trials: int = 3, extra: str = "") -> Path:
+    path = tmp_path / "grid.yaml"
+    path.write_text(
+        f"output: {tmp_path / 'test-runs'}\n"
+        "base: {backbone: vit_glyph_patch8_48, weights: none, batch_size: 4, images_per_class: 2,"
+        f" val_fraction: 0.34{extra}}}\n"
+        f"methods:\n{methods}"
+        f"datasets: ['{dataset}']\n"
+        "seeds: [0, 1]\n"
+        f"tune: {{trials: {trials}, epochs: 1, output: {tmp_path / 'tune'},"
+        " heartbeat_seconds: 1}\n"
+    )
+    return path
+
+
+def studies(tune_dir: Path) -> dict[str, list[str]]:
+    import optuna
+
+    storage = f"sqlite:///{tune_dir / 'studies.db'}"
+    return {
+        s.study_name: [t.state.name for t in optuna.load_study(study_name=s.study_name,
+                                                                 storage=storage).trials]
+        for s in optuna.get_all_study_summaries(storage)
+    }  # fmt: skip
+
+
+def test_tune_chooses_on_validation_and_writes_a_test_sweep(glyph_folder, tmp_path):
+    methods = "  - {label: Linear probe, method: linear-probe}\n  - {label: LoRA, method: lora}\n"
+    path = grid(tmp_path, f"folder:{glyph_folder}", methods)
+    first = CliRunner().invoke(main, ["tune", str(path)])
+    assert first.exit_code == 0, first.output
+    chosen = yaml.safe_load((tmp_path / "tune" / "chosen.yaml").read_text())
+    assert [m["label"] for m in chosen["methods"]] == ["Linear probe", "LoRA"]
+    assert chosen["seeds"] == [0, 1] and chosen["output"] == str(tmp_path / "test-runs")
+    for row in chosen["methods"]:
+        assert row["selected_by"].startswith("validation, 3 trials of 1 epochs")
+        assert "lr" in row and row["images_per_class"] in (1, 2, 4)
+    assert "rank" in chosen["methods"][1]["method_options"]  # LoRA's own knob was searched
+    # same budget: 3 finished trials per method; every trial scored validation classes
+    assert [len(v) for v in studies(tmp_path / "tune").values()] == [3, 3]
+    for summary in (tmp_path / "tune" / "trials").glob("*/summary.json"):
+        data = json.loads(summary.read_text())
+        assert data["split"] == "val" and data["status"] in ("finished", "pruned")
+    plots = sorted(p.name for p in (tmp_path / "tune" / "plots").glob("*.png"))
+    assert any(p.endswith("-history.png") for p in plots)
+    before = (tmp_path / "tune" / "chosen.yaml").stat().st_mtime_ns
+    again = CliRunner().invoke(main, ["tune", str(path)])  # finished: changes nothing
+    assert again.exit_code == 0 and "unchanged" in again.output
+    assert (tmp_path / "tune" / "chosen.yaml").stat().st_mtime_ns == before
+    assert [len(v) for v in studies(tmp_path / "tune").values()] == [3, 3]
+    runs = CliRunner().invoke(main, ["sweep", str(tmp_path / "tune" / "chosen.yaml")])
+    assert runs.exit_code == 0, runs.output  # the chosen settings on the test split, 2 seeds
+    from dmlbench.store.report import render
+
+    report = render(tmp_path / "test-runs")
+    assert report.count("selected on validation, 3 trials of 1 epochs") == 2
+
+
+def test_tune_never_reads_a_test_image(glyph_folder, tmp_path):
+    """The test images are unreadable; tuning (validation only) does not notice."""
+    import csv
+
+    rows = []
+    for i, cls in enumerate(sorted(p.name for p in glyph_folder.iterdir() if p.is_dir())):
+        for img in sorted((glyph_folder / cls).iterdir()):
+            if i < 6:
+                rows.append((str(img), cls, "train"))
+            else:
+                broken = tmp_path / "broken" / cls / img.name
+                broken.parent.mkdir(parents=True, exist_ok=True)
+                broken.write_bytes(b"not an image")
+                rows.append((str(broken), cls, "test"))
+    listing = tmp_path / "list.csv"
+    with open(listing, "w", newline="") as f:
+        csv.writer(f).writerows([("path", "label", "split"), *rows])
+    path = grid(tmp_path, f"folder:{listing}", "  - {method: linear-probe}\n", trials=2)
+    result = CliRunner().invoke(main, ["tune", str(path)])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("name", sorted(FAKES))
+def test_tune_on_each_public_benchmark(name, tmp_path, monkeypatch):
+    FAKES[name](tmp_path / "data")
+    monkeypatch.setenv("DMLBENCH_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv(UNCHECKED_COUNTS_ENV, "1")
+    path = grid(tmp_path, name, "  - {method: linear-probe}\n", trials=2)
+    result = CliRunner().invoke(main, ["tune", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "chosen.yaml: written" in result.output
+
+
+def test_a_killed_tune_resumes_where_it_stopped(glyph_folder, tmp_path):
+    path = grid(tmp_path, f"folder:{glyph_folder}", "  - {method: linear-probe}\n", trials=3)
+    command = [sys.executable, "-m", "dmlbench", "tune", str(path)]
+    killed = subprocess.run(command, env={**os.environ, "DMLBENCH_KILL_AT": "step:4"},
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL
+    (states,) = studies(tmp_path / "tune").values()
+    assert "RUNNING" in states and states.count("COMPLETE") + states.count("PRUNED") < 3
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    (states,) = studies(tmp_path / "tune").values()
+    assert states.count("COMPLETE") + states.count("PRUNED") == 3
+    assert (tmp_path / "tune" / "chosen.yaml").exists()
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"val_fraction": 0.95}, "leaves"),
+    ({"search": {"nothing": [1, 2]}}, "search space key 'nothing'"),
+    ({"search": {"lr": [0.1, 0.01]}}, "is empty"),
+])  # fmt: skip
+def test_bad_tuning_input_is_one_line_and_writes_nothing(glyph_folder, tmp_path, monkeypatch,
+                                                         change, message):  # fmt: skip
+    from dmlbench.methods.linear_probe import LinearProbe
+
+    from dmlbench.method import LogUniform
+
+    if "search" in change:
+        key, (low, high) = next(iter(change["search"].items()))
+        monkeypatch.setattr(LinearProbe, "search_space",
+                            classmethod(lambda cls: {key: LogUniform(low, high)}))  # fmt: skip
+    extra = f", val_fraction: {change['val_fraction']}" if "val_fraction" in change else ""
+    path = grid(tmp_path, f"folder:{glyph_folder}", "  - {method: linear-probe}\n", extra=extra)
+    if extra:  # the grid's own val_fraction 0.34 comes first in base; this one overrides
+        path.write_text(path.read_text().replace("val_fraction: 0.34, ", ""))
+    result = CliRunner().invoke(main, ["tune", str(path)])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()[-1:]
+    assert line.startswith("error: ") and message in line
+    assert not (tmp_path / "tune").exists()
