@@ -4,6 +4,13 @@ Supervised classification on the ``pretrain`` glyph classes only, which are
 disjoint from the benchmark's train and test classes. The result is saved as
 safetensors (backbone without classifier) with metadata saying what made it:
 timm config, command, seed, data fingerprint, epochs and final accuracy.
+
+Pretraining takes an hour or more on a CPU, longer than some sessions last, so
+after every epoch the whole training state (model with its classifier and stem
+norms, optimizer, schedule, every random state, history) is written beside the
+output as ``<name>.pretrain-state.pt``; the same command started again
+continues from it and ends bit-identical to an uninterrupted run. The file is
+removed when the last epoch is done.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ from dmlbench.data.glyphs.render import GlyphPartConfig, ensure_part, fingerprin
 from dmlbench.data.glyphs.render_v2 import STYLE_V2
 from dmlbench.data.image_list import ImageListDataset, read_csv_records
 from dmlbench.data.transforms import TransformSpec, train_transform
+from dmlbench.errors import UserError
 from dmlbench.nn.backbone import GLYPH_BACKBONE, GLYPH_BACKBONE_KWARGS, fold_stem_norms
 from dmlbench.progress import progress
+from dmlbench.train.checkpoint import fault_point
 from dmlbench.train.optim import cosine_schedule
 from dmlbench.train.pretrain_config import PretrainConfig
 from dmlbench.train.seeding import seed_everything
@@ -66,9 +75,21 @@ def pretrain(config: PretrainConfig, output: Path, command: str) -> dict:
     warmup = max(1, int(config.warmup_fraction * total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(total, warmup))
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    history = []
+    fingerprint = fingerprint_id(json.loads((part / "fingerprint.json").read_text()))
+    state_file = state_path(output)
+    history: list[dict] = []
+    seconds_before = 0.0
+    if state_file.exists():
+        state = _load_state(state_file, config, fingerprint)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history, seconds_before = state["history"], state["seconds"]
+        print(f"resuming {state_file} after epoch {len(history)}/{config.epochs}", flush=True)
     start = time.time()
-    for epoch in range(config.epochs):
+    for epoch in range(len(history), config.epochs):
         model.train()
         correct = seen = 0
         loss_sum = 0.0
@@ -95,18 +116,59 @@ def pretrain(config: PretrainConfig, output: Path, command: str) -> dict:
             "config": asdict(config),
             "epochs_done": epoch + 1,
             "data_part": part.name,
-            "data_fingerprint": fingerprint_id(json.loads((part / "fingerprint.json").read_text())),
+            "data_fingerprint": fingerprint,
             "pretrain_classes": len(dataset.classes),
             "pretrain_images": len(dataset),
             "history": history,
-            "seconds": round(time.time() - start, 1),
+            "seconds": round(seconds_before + time.time() - start, 1),
             "torch": torch.__version__,
             "timm": timm.__version__,
             "machine": platform.machine(),
             "threads": torch.get_num_threads(),
         }
         save_backbone(model, output, record)
+        if epoch + 1 < config.epochs:
+            _save_state(state_file, config, fingerprint, model, optimizer, scheduler, generator,
+                        history, record["seconds"])  # fmt: skip
+            fault_point("pretrain-epoch")
+    state_file.unlink(missing_ok=True)
     return record
+
+
+def state_path(output: Path) -> Path:
+    """Where an unfinished pretraining keeps its state (beside the weights it writes)."""
+    return output.with_name(f"{output.stem}.pretrain-state.pt")
+
+
+def _save_state(path, config, fingerprint, model, optimizer, scheduler, generator, history,
+                seconds) -> None:  # fmt: skip
+    state = {
+        "config": asdict(config),
+        "data_fingerprint": fingerprint,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        # the loader draws its order from ``generator``; the transforms (no workers)
+        # from torch's global generator
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "history": history,
+        "seconds": seconds,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_state(path: Path, config: PretrainConfig, fingerprint: str) -> dict:
+    state = torch.load(path, weights_only=False)
+    if state["config"] != asdict(config) or state["data_fingerprint"] != fingerprint:
+        changed = sorted(k for k, v in asdict(config).items() if state["config"].get(k) != v)
+        what = f"settings {', '.join(changed)}" if changed else "pretraining images"
+        raise UserError(
+            f"{path}: an unfinished pretraining with other {what}; run the same command to "
+            "continue it, or delete the file to start afresh"
+        )
+    return state
 
 
 def shippable_state(model: nn.Module) -> dict[str, torch.Tensor]:
