@@ -349,6 +349,43 @@ def evaluate_command(backbone, weights, embeddings, labels, dump_order, dataset,
 
 
 @main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--queries", type=int, default=8, show_default=True, help="Queries per grid.")
+@click.option("--k", type=int, default=5, show_default=True, help="Neighbours per query.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Draw of the random grid.")
+def show(run_dir, queries, k, seed) -> None:
+    """Retrieval grids of a finished run: random, worst and best queries with their
+    top-k neighbours, framed green (same class) or red. Written to RUN_DIR/pictures."""
+    from dmlbench.run.pictures import show as draw
+
+    for path in draw(run_dir, queries=queries, k=k, seed=seed, echo=click.echo):
+        click.echo(str(path))
+
+
+@main.command()
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option("--queries", type=int, default=8, show_default=True, help="Queries per grid.")
+@click.option("--k", type=int, default=3, show_default=True, help="Neighbours per run.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Draw of the shown queries.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder of the grids. [default: RUN_A/pictures/vs-RUN_B]")  # fmt: skip
+def compare(run_a, run_b, queries, k, seed, out) -> None:
+    """Queries one run gets right at rank 1 and the other wrong: the counts both ways,
+    and a grid of each."""
+    from dmlbench.run.pictures import compare as contrast
+
+    result = contrast(run_a, run_b, queries=queries, k=k, seed=seed, out=out, echo=click.echo)
+    total = result.a_only + result.b_only + result.both + result.neither
+    click.echo(f"A = {run_a}\nB = {run_b}\nrank-1 outcome of {total} queries:")
+    for text, count in (("A right, B wrong", result.a_only), ("B right, A wrong", result.b_only),
+                        ("both right", result.both), ("both wrong", result.neither)):  # fmt: skip
+        click.echo(f"  {text:<17}{count:>7}  ({100 * count / max(total, 1):.1f}%)")
+    for path in result.paths:
+        click.echo(str(path))
+
+
+@main.command()
 @click.option("--verbose", "-v", is_flag=True, help="Also list each method's options.")
 def methods(verbose: bool) -> None:
     """List the registered methods (built-in and plugins)."""

@@ -43,10 +43,16 @@ def config_options(
             if unset_is_none and shown:
                 help_text += f" [default: {field.default}]"
             default = None if unset_is_none else field.default
-            if kind is bool:
-                decls = [name] if unset_is_none else [f"{name}/--no-{name[2:]}"]
-                option = click.option(*decls, is_flag=True, default=default, help=help_text,
-                                      show_default=not unset_is_none)  # fmt: skip
+            if kind is bool:  # --x/--no-x; unset (None) leaves it to the YAML file
+                option = click.option(f"{name}/--no-{name[2:]}", default=default,
+                                      help=help_text, show_default=not unset_is_none)  # fmt: skip
+            elif typing.get_origin(kind) in (list, tuple):
+                items = typing.get_args(kind)
+                choices = typing.get_args(items[0]) if items else ()
+                if choices and typing.get_origin(items[0]) is typing.Literal:
+                    help_text += f" ({', '.join(map(str, choices))})"
+                option = click.option(name, multiple=True, callback=_list_value,
+                                      metavar="VALUE[,VALUE]", help=help_text)  # fmt: skip
             else:
                 if typing.get_origin(kind) is typing.Literal:
                     kind = click.Choice([str(c) for c in typing.get_args(kind)])
@@ -56,3 +62,9 @@ def config_options(
         return command
 
     return decorate
+
+
+def _list_value(_ctx, _param, given: tuple[str, ...]) -> list[str] | None:
+    """``--log a --log b`` or ``--log a,b`` → ["a", "b"]; not given → None (unset)."""
+    values = [item.strip() for text in given for item in text.split(",") if item.strip()]
+    return values or None

@@ -103,6 +103,21 @@ class RunConfig:
     selected_by: str | None = option(
         None, "How the settings were chosen (written by `dmlbench tune`; shown in reports)."
     )
+    save_embeddings: bool = option(
+        True,
+        "Store the final evaluation's embeddings (float16) for `dmlbench show`/`compare`; "
+        "turn off for SOP-scale sets (they are recomputed from the checkpoint when needed).",
+    )
+    log: list[Literal["tensorboard", "mlflow"]] = option(
+        None,
+        "Also log to TensorBoard (event files in the run directory) and/or MLflow; "
+        "repeatable. Needs pip install 'dmlbench[tensorboard]' / 'dmlbench[mlflow]'.",
+        default_factory=list,
+    )
+    mlflow_uri: str | None = option(
+        None, "MLflow tracking URI. [default: $MLFLOW_TRACKING_URI, else MLflow's local store]"
+    )
+    mlflow_experiment: str = option("dmlbench", "MLflow experiment name.")
 
     def __post_init__(self) -> None:
         if self.epochs is not None and self.epochs < 0:
@@ -200,6 +215,10 @@ def config_key(config: RunConfig) -> str:
         "keep_checkpoints",
         "estimate_memory",
         "selected_by",
+        "save_embeddings",
+        "log",
+        "mlflow_uri",
+        "mlflow_experiment",
     ):
         values.pop(where_and_how_often)  # they change no result
     text = json.dumps(values, sort_keys=True, default=str)

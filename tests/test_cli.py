@@ -73,7 +73,7 @@ def earlier_run(glyph_folder, tmp_path_factory):
         (["--method", "nope"], "unknown method 'nope'; valid methods:"),
         (
             ["--dataset", "nope"],
-            "unknown dataset 'nope'; valid datasets: cars, cub, glyphs, inshop, sop",
+            "unknown dataset 'nope'; valid datasets: cars, cub, glyphs, glyphs-v1, inshop, sop",
         ),
         (["--backbone", "not_a_vit"], "unknown backbone 'not_a_vit'"),
         (["--weights", "missing.safetensors"], "--weights missing.safetensors: no such file"),

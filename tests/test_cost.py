@@ -127,14 +127,14 @@ def test_memory_command_prints_every_table_row_beside_the_papers():
     (["--backbone", "vit_nothing"], "unknown backbone 'vit_nothing'"),
     (["--method", "nothing"], "unknown method 'nothing'"),
     (["--batch", "0"], "Invalid value for '--batch'"),
-    (["--image-size", "50"], "--image-size 50: the patch size 8 of vit_glyph_patch8_48 does not"),
+    (["--image-size", "50"], "size 8 of vit_glyph_patch8_48.dmlbench_glyphs_v2 does not divide"),
     (["--batch", "9"], "--batch 9 is not divisible by 4 images per class"),
 ])  # fmt: skip
 def test_memory_bad_input_is_one_line(args, message):
     result = CliRunner().invoke(main, ["memory", "--dataset", "glyphs", *args])
     assert result.exit_code == 2, result.output
     (line,) = result.output.strip().splitlines()
-    assert line.startswith("error: ") and message in line
+    assert line.startswith("error: ") and message in line, line
 
 
 def test_measured_figures_sit_beside_the_estimate_with_their_ratio():

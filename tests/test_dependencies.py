@@ -17,7 +17,7 @@ import pytest
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 ROOT = Path(__file__).parents[1]
 # Imported only where an optional extra or a present accelerator is in use.
-OPTIONAL = {"submitit": "slurm"}
+OPTIONAL = {"submitit": "slurm", "mlflow": "mlflow", "tensorboard": "tensorboard"}
 
 
 def _imported_top_level_modules() -> set[str]:
@@ -36,11 +36,18 @@ def _normalise(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
+def _requirement_name(requirement: str) -> str:
+    """``mlflow-skinny>=3`` → ``mlflow-skinny``."""
+    from packaging.requirements import Requirement
+
+    return _normalise(Requirement(requirement).name)
+
+
 def test_every_imported_module_is_declared():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = {_normalise(d.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0])
-                for d in project["dependencies"]}  # fmt: skip
-    extras = {k: {_normalise(d) for d in v} for k, v in project["optional-dependencies"].items()}
+    declared = {_requirement_name(d) for d in project["dependencies"]}
+    extras = {k: {_requirement_name(d) for d in v}
+              for k, v in project["optional-dependencies"].items()}  # fmt: skip
     distributions = packages_distributions()
     missing = []
     for module in sorted(_imported_top_level_modules()):

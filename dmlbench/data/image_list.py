@@ -74,9 +74,16 @@ def load_rgb(path: Path) -> Image.Image:
 class ImageListDataset(torch.utils.data.Dataset):
     """Images of some records with labels mapped to 0..C-1 in sorted label order."""
 
-    def __init__(self, records: Sequence[ImageRecord], transform: Callable | None = None):
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        transform: Callable | None = None,
+        classes: Sequence[str] | None = None,
+    ):
+        """``classes``: the label space when several sets must share it (a query set
+        and its gallery); default: this set's own labels."""
         self.records = list(records)
-        self.classes = sorted({r.label for r in self.records})
+        self.classes = sorted({r.label for r in self.records}) if classes is None else list(classes)
         index = {c: i for i, c in enumerate(self.classes)}
         self.targets = [index[r.label] for r in self.records]
         self.transform = transform

@@ -101,6 +101,10 @@ class DatasetSpec:
     def missing_message(self) -> str:
         return f"dataset {self.name}: data not found at {self.location()}"
 
+    def class_caption(self, label: str) -> str:
+        """How a class is named under its pictures in `dmlbench show` grids."""
+        return label
+
     def split_sizes(self) -> dict[str, tuple[int, int]]:
         """(classes, images) per split, known without reading the data ({} if unknown)."""
         return {}

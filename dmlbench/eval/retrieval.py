@@ -13,6 +13,7 @@ is left out of every metric (as in PML) and counted in ``lone_queries``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import faiss
 import numpy as np
@@ -118,9 +119,69 @@ def retrieval_metrics(
     return out
 
 
-def _drop_self(neighbours: np.ndarray, query_index: np.ndarray) -> np.ndarray:
-    """Remove each query's own index from its row (the last column if absent)."""
+def _self_mask(neighbours: np.ndarray, query_index: np.ndarray) -> np.ndarray:
+    """True at each query's own index in its row (the last column if absent)."""
     is_self = neighbours == query_index[:, None]
     missing = ~is_self.any(axis=1)
     is_self[missing, -1] = True
-    return neighbours[~is_self].reshape(len(neighbours), -1)
+    return is_self
+
+
+def _drop_self(neighbours: np.ndarray, query_index: np.ndarray) -> np.ndarray:
+    """Remove each query's own index from its row (the last column if absent)."""
+    keep = ~_self_mask(neighbours, query_index)
+    return neighbours[keep].reshape(len(neighbours), -1)
+
+
+@dataclass
+class QueryRanking:
+    """Each query's first k neighbours and its own score: what a picture of a
+    retrieval result needs (the metrics above only keep the sums)."""
+
+    neighbours: np.ndarray  # queries × k, indices into the reference set
+    similarities: np.ndarray  # queries × k, inner products
+    correct: np.ndarray  # queries × k, same label as the query
+    average_precision: np.ndarray  # per query, AP@R as in MAP@R; NaN for a lone query
+
+
+def rank_queries(
+    query: np.ndarray,
+    query_labels: np.ndarray,
+    reference: np.ndarray | None = None,
+    reference_labels: np.ndarray | None = None,
+    k: int = 5,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> QueryRanking:
+    """The per-query view of :func:`retrieval_metrics` (same neighbours, same AP@R:
+    the mean of ``average_precision`` over non-lone queries is MAP@R)."""
+    query, query_labels = _as_float32(query), _as_labels(query_labels)
+    same_set = reference is None
+    if same_set:
+        reference, reference_labels = query, query_labels
+    else:
+        reference, reference_labels = _as_float32(reference), _as_labels(reference_labels)
+    ref_classes, ref_counts = np.unique(reference_labels, return_counts=True)
+    pos = np.clip(np.searchsorted(ref_classes, query_labels), 0, len(ref_classes) - 1)
+    r_per_query = np.where(ref_classes[pos] == query_labels, ref_counts[pos], 0) - same_set
+    n_available = len(reference) - int(same_set)
+    depth = min(max(int(r_per_query.max(initial=0)), k), n_available)
+    index = faiss.IndexFlatIP(reference.shape[1])
+    index.add(reference)
+    columns = np.arange(1, depth + 1)
+    parts: list[tuple[np.ndarray, ...]] = []
+    for start in range(0, len(query), chunk_size):
+        stop = min(start + chunk_size, len(query))
+        sims, neighbours = index.search(query[start:stop], depth + int(same_set))
+        if same_set:
+            keep = ~_self_mask(neighbours, np.arange(start, stop))
+            sims = sims[keep].reshape(len(sims), -1)
+            neighbours = neighbours[keep].reshape(len(neighbours), -1)
+        hits = reference_labels[neighbours] == query_labels[start:stop, None]
+        r = r_per_query[start:stop]
+        relevant = hits & (columns[None, :] <= r[:, None])
+        precision = np.cumsum(relevant, axis=1) / columns[None, :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ap = np.where(r > 0, (precision * relevant).sum(axis=1) / r, np.nan)
+        parts.append((neighbours[:, :k], sims[:, :k], hits[:, :k], ap))
+    neighbours, sims, hits, ap = (np.concatenate(column) for column in zip(*parts, strict=True))
+    return QueryRanking(neighbours, sims, hits, ap)

@@ -42,20 +42,21 @@ def _loader(dataset, config, device, sampler=None, batch_size=None, generator=No
 
 def evaluate_model(
     model, dataset: DatasetSpec, eval_sets, config, device, amp, ctx: DistContext = SINGLE
-) -> dict:
-    """Retrieval metrics on the unseen classes (on rank 0; other ranks get {})."""
+) -> tuple[dict, list[tuple]]:
+    """Retrieval metrics on the unseen classes, and the (embeddings, labels) of each
+    evaluation set (on rank 0; other ranks get {} and [])."""
     watch = Stopwatch()
     embedded = [
         gather_shards(*compute_embeddings(model, loader, device, amp), ctx) for loader in eval_sets
     ]
     if not ctx.is_main:
-        return {}
+        return {}, []
     embed_seconds = watch.elapsed()
     metrics = score(dataset, embedded, config.seed)
     images = sum(len(e[0]) for e in embedded)
     metrics["eval_images_per_s"] = images / embed_seconds if embed_seconds else float("nan")
     metrics["eval_seconds"] = watch.elapsed()
-    return metrics
+    return metrics, embedded
 
 
 def split_records(dataset: DatasetSpec, config: RunConfig) -> SplitView:
@@ -157,8 +158,12 @@ def eval_loaders(dataset, view, config, backbone, device, records, ctx=SINGLE) -
     size, mean, std = data_cfg["input_size"][-1], data_cfg["mean"], data_cfg["std"]
     test_tf = test_transform(dataset.transform, size, mean, std)
     loaders = []
-    for split_records in evaluation_order(view, records):
-        items = ImageListDataset(split_records, test_tf)
+    order = evaluation_order(view, records)
+    # one label space for the query set and its gallery, or their integer labels
+    # would disagree wherever one holds a class the other lacks
+    classes = sorted({r.label for items in order for r in items})
+    for split_records in order:
+        items = ImageListDataset(split_records, test_tf, classes)
         if ctx.enabled:  # rank r embeds items r, r+N, …; rank 0 puts them back in order
             items = torch.utils.data.Subset(items, range(ctx.rank, len(items), ctx.world))
         loaders.append(_loader(items, config, device, batch_size=config.eval_batch_size))

@@ -29,8 +29,17 @@ from dmlbench.nn.losses import ProxyAnchorLoss
 from dmlbench.nn.model import EmbeddingModel, build_model
 from dmlbench.registry import get_method
 from dmlbench.run.costs import estimate_for_run, inference_summary, memory_summary
-from dmlbench.run.data import build_loaders, evaluate_model, split_records, usable_records
+from dmlbench.run.data import (
+    build_loaders,
+    evaluate_model,
+    evaluation_order,
+    split_records,
+    usable_records,
+)
 from dmlbench.run.record import Progress, best_over_epochs, epoch_line
+from dmlbench.store.embeddings import EvalSet, save_eval_sets
+from dmlbench.store.loggers import Loggers, check_installed, make_loggers
+from dmlbench.store.plots import run_curves
 from dmlbench.store.results import RunWriter, new_run_dir
 from dmlbench.train import distributed
 from dmlbench.train.checkpoint import (
@@ -109,6 +118,8 @@ class Session:
     sampler: ResumableMPerClassSampler
     train_loader: Any
     eval_sets: list
+    eval_records: list  # each evaluation set's records, in evaluation order
+    eval_names: list[str]
     skipped_images: int
     writer: RunWriter | None = None
     frozen_hash: str = ""
@@ -117,6 +128,7 @@ class Session:
     summary: dict = field(default_factory=dict)
     wall: Stopwatch = field(default_factory=Stopwatch)
     on_epoch: Callable[[dict], None] | None = None
+    loggers: Loggers = field(default_factory=lambda: Loggers([]))
 
     @property
     def amp(self) -> torch.dtype | None:
@@ -145,6 +157,7 @@ def execute(
 def build(config: RunConfig, echo) -> Session:
     """Data, model, method and trainer, from the config (nothing written yet)."""
     config, dataset, method = prepare(config)
+    check_installed(config.log)
     device = pick_device(config.device)
     ctx = distributed.from_environment(device.type)
     if ctx.enabled:
@@ -186,7 +199,8 @@ def build(config: RunConfig, echo) -> Session:
         ctx,
     )
     return Session(config, dataset, method, device, ctx, echo, generator, model, trainer,
-                   train_loader.sampler, train_loader, eval_sets, skipped)  # fmt: skip
+                   train_loader.sampler, train_loader, eval_sets,
+                   evaluation_order(view, records), list(view.eval_splits), skipped)  # fmt: skip
 
 
 def open_run_dir(s: Session, resume: Path | None) -> None:
@@ -245,6 +259,9 @@ def start(s: Session) -> None:
     s.progress.resumed += s.resumed_now
     if not s.resumed_now:
         s.progress.method_state = s.method.state_report(s.model)
+    if config.log and s.ctx.is_main:
+        resumed_at = s.trainer.step if s.resumed_now else None
+        s.loggers = make_loggers(config, s.writer.run_dir, resumed_at, s.echo)
     s.summary = {
         "status": "running",
         "method": config.method,
@@ -265,14 +282,16 @@ def start(s: Session) -> None:
         },
     }
     s.writer.write_summary(s.summary)
+    s.loggers.start(dataclasses.asdict(config), s.summary)
 
 
 def train_epochs(s: Session) -> None:
     """The remaining epochs (or, with 0 epochs, one evaluation of the untrained head)."""
     config = s.config
     if config.epochs == 0:
-        s.progress.metrics = evaluate(s)
+        s.progress.metrics = evaluate(s, final=True)
         s.writer.append_epoch({"epoch": 0, **s.progress.metrics})
+        s.loggers.epoch({"epoch": 0, **s.progress.metrics})
     for epoch in range(s.progress.epoch + 1, config.epochs + 1):
         epoch_progress = s.progress.open_epoch
         if epoch_progress is None:  # a fresh epoch (else: continue the stored one)
@@ -287,23 +306,43 @@ def train_epochs(s: Session) -> None:
         )
         metrics = s.progress.metrics
         if epoch == config.epochs or (config.eval_every and epoch % config.eval_every == 0):
-            metrics = evaluate(s)
+            metrics = evaluate(s, final=epoch == config.epochs)
             record.update(metrics)
         s.progress.finish_epoch(record, metrics)
         save(s, None)
         s.writer.append_epoch(record)
+        s.loggers.epoch(record)
         s.echo(epoch_line(record, s.dataset.recall_ks))
         if s.on_epoch is not None:
             s.on_epoch(record)
 
 
-def evaluate(s: Session) -> dict:
+def evaluate(s: Session, final: bool = False) -> dict:
+    """Metrics on the evaluation sets; the final evaluation also keeps the embeddings
+    (unless ``save_embeddings`` is off) for ``dmlbench show`` and ``compare``."""
     model = s.method.inference_model(s.model)
-    return evaluate_model(model, s.dataset, s.eval_sets, s.config, s.device, s.amp, s.ctx)
+    metrics, embedded = evaluate_model(
+        model, s.dataset, s.eval_sets, s.config, s.device, s.amp, s.ctx
+    )
+    if final and s.config.save_embeddings and s.ctx.is_main:
+        save_eval_sets(s.writer.run_dir, eval_sets(s, embedded))
+    return metrics
+
+
+def eval_sets(s: Session, embedded: list[tuple]) -> list[EvalSet]:
+    return [
+        EvalSet(name, emb, labels, [str(r.path) for r in records], [r.label for r in records])
+        for name, (emb, labels), records in zip(
+            s.eval_names, embedded, s.eval_records, strict=True
+        )  # fmt: skip
+    ]
 
 
 def _after_step(s: Session, epoch_progress: EpochProgress) -> None:
     s.sampler.step += 1
+    if s.loggers:
+        s.loggers.step(s.trainer.step, {"train/step_loss": s.trainer.last_loss,
+                                        "train/step_lr": s.trainer.last_lr})  # fmt: skip
     fault_point("step")
     every = s.config.checkpoint_every
     if every and s.sampler.batches_left() > 0 and s.trainer.step % every == 0:
@@ -348,6 +387,7 @@ def record_failure(s: Session) -> Iterator[None]:
             wall_seconds=s.progress.wall_seconds + s.wall.elapsed(),
         )
         s.writer.write_summary(s.summary)
+        s.loggers.close("KILLED" if stopped else "FAILED")
         raise
 
 
@@ -387,8 +427,18 @@ def finish(s: Session, memory: dict) -> RunResult:
         s.summary["processes"] = s.ctx.world
         s.summary["memory"]["note"] = "rank 0"
     s.writer.write_summary(s.summary)
+    if s.loggers:
+        s.loggers.finish(s.summary, _artifacts(s))
     distributed.shutdown(s.ctx)
     return RunResult(s.writer.run_dir, s.summary, s.ctx.is_main)
+
+
+def _artifacts(s: Session) -> list[Path]:
+    """What a tracker gets beside the numbers: the run's config, summary and curves."""
+    run_dir = s.writer.run_dir
+    title = f"{s.method.label} on {s.dataset.name} (seed {s.config.seed})"
+    curves = run_curves(s.progress.history, run_dir / "pictures" / "curves.png", title)
+    return [run_dir / "config.yaml", run_dir / "summary.json", curves]
 
 
 def _silent(*_args, **_kwargs) -> None:

@@ -127,6 +127,19 @@ class TuneResult:
     chosen: RunConfig
 
 
+def _retry_stale_trials(max_retry: int) -> object:
+    """Optuna's callback that re-queues a trial whose process died (its heartbeat went
+    stale); renamed in Optuna 4.9, so the new name where it exists."""
+    import optuna
+
+    callback = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    if callback is None:
+        callback = optuna.storages.RetryFailedTrialCallback
+    with warnings.catch_warnings():  # "experimental" since its rename; the behaviour is not
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return callback(max_retry=max_retry)
+
+
 def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable = print):
     """Tune one method row; returns the chosen settings (and the study's numbers)."""
     import optuna
@@ -141,12 +154,14 @@ def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable =
     _check_validation_split(trial_base)
     output.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(
-        f"sqlite:///{output / 'studies.db'}",
-        heartbeat_interval=settings.heartbeat_seconds,
-        grace_period=2 * settings.heartbeat_seconds,
-        heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2),
-    )
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since v2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.RDBStorage(
+            f"sqlite:///{output / 'studies.db'}",
+            heartbeat_interval=settings.heartbeat_seconds,
+            grace_period=2 * settings.heartbeat_seconds,
+            heartbeat_stale_trial_callback=_retry_stale_trials(max_retry=2),
+        )
     name = study_name(trial_base)
     study = optuna.create_study(
         study_name=name,

@@ -27,6 +27,7 @@ from dmlbench.data.spec import DatasetSpec, get_dataset
 from dmlbench.errors import UserError
 from dmlbench.nn.backbone import create_backbone
 from dmlbench.run.data import eval_loaders, evaluation_order, score, split_records, usable_records
+from dmlbench.store.embeddings import EvalSet, save_eval_sets
 from dmlbench.store.results import RunWriter, new_run_dir
 from dmlbench.train.meter import Stopwatch
 from dmlbench.train.trainer import compute_embeddings
@@ -170,7 +171,8 @@ def evaluate_embeddings(path: Path, config: RunConfig, label: str | None = None)
     watch = Stopwatch()
     metrics = score(dataset, embedded, config.seed)
     extra = {"embeddings": str(path), "dimensions": int(array.shape[1])}
-    return _store(config, dataset, "embeddings", label or path.stem, metrics, watch, extra)
+    return _store(config, dataset, "embeddings", label or path.stem, metrics, watch, extra,
+                  _eval_sets(view, sets, [e[0] for e in embedded]))  # fmt: skip
 
 
 def evaluate_backbone(config: RunConfig, label: str | None = None):
@@ -192,8 +194,20 @@ def evaluate_backbone(config: RunConfig, label: str | None = None):
     params = sum(p.numel() for p in backbone.parameters())
     extra = {"backbone": backbone_name, "weights": weights, "parameters": params}
     config = RunConfig(**{**config.__dict__, "backbone": backbone_name, "weights": weights})
+    sets = _eval_sets(view, evaluation_order(view, records), [e[0] for e in embedded])
     return _store(config, dataset, "zero-shot", label or f"{backbone_name} (zero-shot)",
-                  metrics, watch, extra)  # fmt: skip
+                  metrics, watch, extra, sets)  # fmt: skip
+
+
+def _eval_sets(view, order: list[list], arrays: list[np.ndarray]) -> list[EvalSet]:
+    """What ``dmlbench show`` reads, as a training run stores it."""
+    classes = sorted({r.label for items in order for r in items})
+    index = {c: i for i, c in enumerate(classes)}
+    return [
+        EvalSet(name, array, np.array([index[r.label] for r in items], dtype=np.int64),
+                [str(r.path) for r in items], [r.label for r in items])
+        for name, items, array in zip(view.eval_splits, order, arrays, strict=True)
+    ]  # fmt: skip
 
 
 class _Normalised(torch.nn.Module):
@@ -206,9 +220,11 @@ class _Normalised(torch.nn.Module):
 
 
 def _store(config: RunConfig, dataset: DatasetSpec, kind: str, label: str, metrics: dict,
-           watch: Stopwatch, extra: dict):  # fmt: skip
+           watch: Stopwatch, extra: dict, sets: list[EvalSet] | None = None):  # fmt: skip
     run_dir = new_run_dir(Path(config.output), f"{kind}-{dataset.name}-{config.split}")
     writer = RunWriter(run_dir)
+    if sets is not None and config.save_embeddings:
+        save_eval_sets(run_dir, sets)
     record = {**config.__dict__, "method": kind, "label": label, "epochs": 0}
     writer.write_config(yaml.safe_dump(record, sort_keys=False))
     writer.write_environment("cpu")

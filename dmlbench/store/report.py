@@ -94,6 +94,8 @@ def aggregate(finished: pd.DataFrame) -> pd.DataFrame:
     out = mean.add_suffix(":mean").join(std.add_suffix(":std"))
     out["n"] = grouped.size()
     out["is_full_ft"] = grouped["method"].first().eq(FULL_FT)
+    if "time.epochs" in finished.columns:  # untrained heads, zero-shot rows: reference levels
+        out["is_reference"] = grouped["time.epochs"].max().eq(0)
     if "config.selected_by" in finished.columns:  # how each row's settings were chosen
         out["selected_by"] = grouped["config.selected_by"].first()
     if "memory.peak_kind" in finished.columns:  # measured (CUDA) or estimated, per row

@@ -78,6 +78,7 @@ class Trainer:
         scaling = amp_dtype == torch.float16 if loss_scaling is None else loss_scaling
         self.scaler = torch.amp.GradScaler("cuda", enabled=scaling)
         self.step = 0
+        self.last_loss = self.last_lr = float("nan")  # of the latest step, for loggers
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -140,6 +141,7 @@ class Trainer:
             value = loss.item()  # the step's one synchronisation: logging and the NaN check
             if not math.isfinite(value):
                 raise NonFiniteLoss(f"loss is {value} at step {self.step} (epoch {epoch})")
+            self.last_loss, self.last_lr = value, self.optimizer.param_groups[0]["lr"]
             self.backward_and_step(loss)
             progress.loss_sum += value * len(y) * self.ctx.world
             progress.images += len(y) * self.ctx.world

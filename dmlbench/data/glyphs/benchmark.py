@@ -101,6 +101,13 @@ class GlyphsV1(DatasetSpec):
     def location(self) -> str:
         return str(cache_root() / "glyphs")
 
+    def class_caption(self, label: str) -> str:
+        """``U+00E9`` → ``é U+00E9``: the character is what a reader recognises."""
+        try:
+            return f"{chr(int(label.removeprefix('U+'), 16))} {label}"
+        except ValueError:
+            return label
+
 
 @register_dataset("glyphs")
 class Glyphs(GlyphsV1):
