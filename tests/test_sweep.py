@@ -216,3 +216,16 @@ def test_the_table1_sweep_runs_every_declared_table_row():
             continue
         config = grid[(row.label, name)]
         assert row.options.items() <= config.method_options.items(), row.label
+
+
+@pytest.mark.parametrize(("jobs", "cores", "expected"), [(1, 2, "2"), (2, 2, "1"), (3, 2, "1"),
+                                                         (2, 16, "8"), (4, 16, "4")])  # fmt: skip
+def test_parallel_runs_share_the_cores_instead_of_oversubscribing(jobs, cores, expected):
+    from dmlbench.run.sweep import thread_env
+
+    assert thread_env(jobs, {"PATH": "/bin"}, cores) == {
+        "PATH": "/bin",
+        "OMP_NUM_THREADS": expected,
+    }
+    # a thread count the user chose is theirs
+    assert thread_env(jobs, {"OMP_NUM_THREADS": "3"}, cores) == {"OMP_NUM_THREADS": "3"}

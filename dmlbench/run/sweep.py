@@ -166,12 +166,31 @@ def _prepare_dir(run: PlannedRun) -> tuple[Path, bool]:
     return create_run_dir(run.config), False
 
 
-def _attempt(run_dir: Path, resumed: bool, stall_timeout: float | None) -> Attempt:
+def thread_env(jobs: int, environ: dict[str, str], cores: int) -> dict[str, str]:
+    """Each of ``jobs`` parallel runs gets its share of the cores as torch's thread count.
+
+    PyTorch starts as many threads as there are cores in every process, so two runs
+    on two cores would run four busy-waiting OpenMP threads, slower than one each
+    (and their time columns would measure the contention). A thread count the user
+    set (``OMP_NUM_THREADS``) is kept."""
+    if "OMP_NUM_THREADS" in environ:
+        return dict(environ)
+    return {**environ, "OMP_NUM_THREADS": str(max(1, cores // max(1, jobs)))}
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _attempt(run_dir: Path, resumed: bool, stall_timeout: float | None, jobs: int = 1) -> Attempt:
     """Run the directory's process with its output appended to ``run.log`` (a file:
     a pipe nobody reads fills up and blocks the run), stopping it if no progress
     (heartbeat) was seen for ``stall_timeout`` seconds."""
     heartbeat = run_dir / HEARTBEAT_NAME
-    env = {**os.environ, HEARTBEAT_ENV: str(heartbeat)}
+    env = {**thread_env(jobs, dict(os.environ), available_cores()), HEARTBEAT_ENV: str(heartbeat)}
     start = time.time()
     with open(run_dir / LOG_NAME, "a", encoding="utf-8") as log:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -260,7 +279,7 @@ def run_sweep(
             run_dir, resumed = _prepare_dir(run)
             verb = "resuming" if resumed else "started"
             echo(f"[{index}/{total}] {run.title}: {verb} {run_dir.name}")
-        attempt = _attempt(run_dir, resumed, stall_timeout)
+        attempt = _attempt(run_dir, resumed, stall_timeout, jobs)
         finished = finished_keys(Path(run.config.output)).get(run.key) == run_dir
         with lock:
             if attempt.stalled:
