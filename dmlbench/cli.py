@@ -555,12 +555,14 @@ def _submit_sweep(planned, grid_file: Path, executor: str, wait: bool, **options
     default=None,
     help="The study, trial runs, plots and chosen.yaml. [default: results/tune]",
 )
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Rows tuned at a time, each in its own process with its share of the "
+              "cores (a row's trials stay sequential: the same budget for every row).")  # fmt: skip
 def tune(grid_file, method, opts, dataset, backbone, label, config_file, trials, epochs, metric,
-         seed, output) -> None:  # fmt: skip
+         seed, output, jobs) -> None:  # fmt: skip
     """Choose each method's settings on validation classes (Optuna TPE, the same trials and
     epochs for every method); writes chosen.yaml, a sweep that reads test once per seed."""
-    from dmlbench.run.tune import TuneSettings, chosen_sweep, summary_line, write_if_changed
-    from dmlbench.run.tune import tune as tune_one
+    from dmlbench.run.tune import TuneSettings, chosen_sweep, tune_rows, write_if_changed
 
     flags = {"trials": trials, "epochs": epochs, "metric": metric, "seed": seed}
     flags = {k: v for k, v in flags.items() if v is not None}
@@ -584,13 +586,7 @@ def tune(grid_file, method, opts, dataset, backbone, label, config_file, trials,
                              | {"method_options": values["method_options"]})]  # fmt: skip
         out = Path(output or "results/tune")
         test_output, seeds = "results/runs/tuned", [0, 1, 2]
-    results = []
-    for base in bases:
-        click.echo(f"tuning {base.label or base.method} on {base.dataset} ({settings.trials} "
-                   f"trials, validation {settings.metric})")  # fmt: skip
-        result = tune_one(base, settings, out, echo=click.echo)
-        click.echo(summary_line(result, settings.metric))
-        results.append(result)
+    results = tune_rows(bases, settings, out, jobs, echo=click.echo)
     path = out / "chosen.yaml"
     changed = write_if_changed(path, chosen_sweep(results, test_output, seeds))
     click.echo(f"{path}: {'written' if changed else 'unchanged'}; run it on the test split with "

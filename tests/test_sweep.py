@@ -87,7 +87,10 @@ def test_unknown_grid_key_is_one_line(tmp_path):
         read_sweep(path)
 
 
-@pytest.mark.parametrize("name,runs", [("table1-glyphs", 45), ("table1-cub", 33), ("table2", 24)])
+@pytest.mark.parametrize("name,runs", [
+    ("table1-glyphs", 42), ("table1-glyphs-reference", 6), ("table1-glyphs-v1", 45),
+    ("regime-glyphs", 6), ("fidelity-glyphs", 9), ("table1-cub", 33), ("table2", 24),
+])  # fmt: skip
 def test_every_shipped_sweep_builds(name, runs):
     """Each planned run's method fits its backbone (built on the meta device, no weights)."""
     from pathlib import Path
@@ -114,20 +117,20 @@ def test_every_shipped_sweep_builds(name, runs):
 
 
 def test_committed_reference_result_matches_its_grid():
-    """results/table1-glyphs/ is regenerated from benchmarks/table1-glyphs.yaml: every
-    row of the grid, with all its seeds and nothing else, so an edited grid without a
-    new report fails here."""
+    """results/table1-glyphs-v1/ is regenerated from benchmarks/table1-glyphs-v1.yaml:
+    every row of the grid, with all its seeds and nothing else, so an edited grid
+    without a new report fails here."""
     from collections import Counter
     from pathlib import Path
 
     import pandas as pd
 
     root = Path(__file__).parents[1]
-    planned = read_sweep(root / "benchmarks" / "table1-glyphs.yaml")
+    planned = read_sweep(root / "benchmarks" / "table1-glyphs-v1.yaml")
     expected = Counter(run.config.label for run in planned)
-    table = pd.read_csv(root / "results" / "table1-glyphs" / "report.csv")
+    table = pd.read_csv(root / "results" / "table1-glyphs-v1" / "report.csv")
     assert dict(zip(table["row"], table["n"], strict=True)) == dict(expected)
-    markdown = (root / "results" / "table1-glyphs" / "report.md").read_text()
+    markdown = (root / "results" / "table1-glyphs-v1" / "report.md").read_text()
     for row, r1 in zip(table["row"], table["metrics.recall@1:mean"], strict=True):
         line = next(x for x in markdown.splitlines() if x.startswith(f"| {row} |"))
         assert f"| {100 * r1:.1f} ± " in line

@@ -48,7 +48,8 @@ def studies(tune_dir: Path) -> dict[str, list[str]]:
 def test_tune_chooses_on_validation_and_writes_a_test_sweep(glyph_folder, tmp_path):
     methods = "  - {label: Linear probe, method: linear-probe}\n  - {label: LoRA, method: lora}\n"
     path = grid(tmp_path, f"folder:{glyph_folder}", methods)
-    first = CliRunner().invoke(main, ["tune", str(path)])
+    # two rows in two processes at once; each row's trials stay sequential
+    first = CliRunner().invoke(main, ["tune", str(path), "--jobs", "2"])
     assert first.exit_code == 0, first.output
     chosen = yaml.safe_load((tmp_path / "tune" / "chosen.yaml").read_text())
     assert [m["label"] for m in chosen["methods"]] == ["Linear probe", "LoRA"]

@@ -140,6 +140,68 @@ def _retry_stale_trials(max_retry: int) -> object:
         return callback(max_retry=max_retry)
 
 
+def open_storage(output: Path, settings: TuneSettings):
+    """The studies' SQLite database under ``output`` (created, with its tables, on first use)."""
+    import optuna
+
+    output.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since v2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            f"sqlite:///{output / 'studies.db'}",
+            heartbeat_interval=settings.heartbeat_seconds,
+            grace_period=2 * settings.heartbeat_seconds,
+            heartbeat_stale_trial_callback=_retry_stale_trials(max_retry=2),
+        )
+
+
+def tune_rows(
+    bases: list[RunConfig], settings: TuneSettings, output: Path, jobs: int = 1,
+    echo: Callable = print,
+) -> list[TuneResult]:  # fmt: skip
+    """Tune each row, ``jobs`` rows at a time in processes of their own (each with its
+    share of the cores). Trials within a row stay sequential, so every row gets
+    exactly ``settings.trials`` trials however many processes run."""
+    if jobs <= 1 or len(bases) <= 1:
+        return [tune_row(base, settings, output, echo) for base in bases]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from dmlbench.run.sweep import available_cores
+
+    for base in bases:  # bad input stops here, before any process starts
+        check_space(base.method, get_method(base.method).search_space())
+    open_storage(output, settings)  # the tables, made once, not raced by the workers
+    threads = max(1, available_cores() // jobs)
+    context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+    with ProcessPoolExecutor(min(jobs, len(bases)), mp_context=context,
+                             initializer=_set_threads, initargs=(threads,)) as pool:  # fmt: skip
+        futures = [pool.submit(tune_row, base, settings, output, None) for base in bases]
+        return [future.result() for future in futures]
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def tune_row(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable | None):
+    """One row with its header and summary lines (prefixed by the row in a worker)."""
+    row = base.label or base.method
+    if echo is None:
+
+        def echo(line: str) -> None:
+            print(f"[{row}] {line.strip()}", flush=True)
+
+    echo(f"tuning {row} on {base.dataset} ({settings.trials} trials, "
+         f"validation {settings.metric})")  # fmt: skip
+    result = tune(base, settings, output, echo=echo)
+    echo(summary_line(result, settings.metric))
+    return result
+
+
 def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable = print):
     """Tune one method row; returns the chosen settings (and the study's numbers)."""
     import optuna
@@ -152,16 +214,7 @@ def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable =
         trial_base = dataclasses.replace(trial_base, epochs=settings.epochs)
     trial_base = prepare(trial_base, require_data=True)[0]  # bad input stops here: nothing written
     _check_validation_split(trial_base)
-    output.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since v2.8
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = optuna.storages.RDBStorage(
-            f"sqlite:///{output / 'studies.db'}",
-            heartbeat_interval=settings.heartbeat_seconds,
-            grace_period=2 * settings.heartbeat_seconds,
-            heartbeat_stale_trial_callback=_retry_stale_trials(max_retry=2),
-        )
+    storage = open_storage(output, settings)
     name = study_name(trial_base)
     study = optuna.create_study(
         study_name=name,
@@ -300,4 +353,4 @@ def summary_line(result: TuneResult, metric: str) -> str:
             f"{_params_text(result.best_params)} [{digest}], {result.trials} trials")  # fmt: skip
 
 
-__all__ = ["TuneSettings", "tune", "chosen_sweep", "to_yaml"]
+__all__ = ["TuneSettings", "tune", "tune_rows", "chosen_sweep", "to_yaml"]
