@@ -54,3 +54,19 @@ def test_a_state_from_other_settings_is_refused_in_one_line(tmp_path):
     assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
     with pytest.raises(UserError, match=r"pretrain-state\.pt: .*settings lr.*delete the file"):
         pretrain(PretrainConfig(**{**TINY, "lr": 5e-4}), output, "test")
+
+
+def test_stop_after_keeps_the_state_and_the_same_command_continues(tmp_path):
+    """``--stop-after N`` is how the shipped backbone (the epoch-14 save of a 20-epoch
+    schedule) is re-made; a later run without it finishes the schedule."""
+    whole = pretrain(PretrainConfig(**TINY), tmp_path / "whole.safetensors", "test")
+    output = tmp_path / "stopped.safetensors"
+    first = pretrain(PretrainConfig(**TINY, stop_after=1), output, "test")
+    assert first["epochs_done"] == 1 and state_path(output).exists()
+    again = pretrain(PretrainConfig(**TINY, stop_after=1), output, "test")  # nothing to do
+    assert again["epochs_done"] == 1
+    last = pretrain(PretrainConfig(**TINY), output, "test")
+    assert last["epochs_done"] == 3 and not state_path(output).exists()
+    assert [h["loss"] for h in last["history"]] == [h["loss"] for h in whole["history"]]
+    with pytest.raises(ValueError, match="stop_after must be in 1..epochs"):
+        PretrainConfig(**TINY, stop_after=4)

@@ -89,7 +89,8 @@ def pretrain(config: PretrainConfig, output: Path, command: str) -> dict:
         history, seconds_before = state["history"], state["seconds"]
         print(f"resuming {state_file} after epoch {len(history)}/{config.epochs}", flush=True)
     start = time.time()
-    for epoch in range(len(history), config.epochs):
+    record = json.loads(output.with_suffix(".json").read_text()) if history else {}
+    for epoch in range(len(history), config.stop_after or config.epochs):
         model.train()
         correct = seen = 0
         loss_sum = 0.0
@@ -131,7 +132,8 @@ def pretrain(config: PretrainConfig, output: Path, command: str) -> dict:
             _save_state(state_file, config, fingerprint, model, optimizer, scheduler, generator,
                         history, record["seconds"])  # fmt: skip
             fault_point("pretrain-epoch")
-    state_file.unlink(missing_ok=True)
+    if len(history) == config.epochs:
+        state_file.unlink(missing_ok=True)
     return record
 
 
@@ -161,8 +163,10 @@ def _save_state(path, config, fingerprint, model, optimizer, scheduler, generato
 
 def _load_state(path: Path, config: PretrainConfig, fingerprint: str) -> dict:
     state = torch.load(path, weights_only=False)
-    if state["config"] != asdict(config) or state["data_fingerprint"] != fingerprint:
-        changed = sorted(k for k, v in asdict(config).items() if state["config"].get(k) != v)
+    # where to stop is no part of what is trained
+    saved, wanted = (dict(c, stop_after=None) for c in (state["config"], asdict(config)))
+    if saved != wanted or state["data_fingerprint"] != fingerprint:
+        changed = sorted(k for k, v in wanted.items() if saved.get(k) != v)
         what = f"settings {', '.join(changed)}" if changed else "pretraining images"
         raise UserError(
             f"{path}: an unfinished pretraining with other {what}; run the same command to "

@@ -29,10 +29,20 @@ class PretrainConfig:
     images_per_class: int = option(60, "Rendered images per class.")
     seed: int = option(0, "Random seed.")
     bf16: bool = option(True, "CPU bf16 autocast (~25% faster here).")
+    stop_after: int | None = option(
+        None,
+        "Stop after this many epochs of the schedule, keeping the state to continue later "
+        "(the shipped glyphs backbone is the epoch-14 save of the 20-epoch schedule). "
+        "[default: all epochs]",
+    )
 
     def __post_init__(self) -> None:
         for key, low in (("epochs", 1), ("batch_size", 1), ("classes", 2), ("images_per_class", 1)):
             if getattr(self, key) is not None and getattr(self, key) < low:
                 raise ValueError(f"{key} must be ≥ {low}, got {getattr(self, key)}")
+        if self.stop_after is not None and not 1 <= self.stop_after <= self.epochs:
+            raise ValueError(
+                f"stop_after must be in 1..epochs ({self.epochs}), got {self.stop_after}"
+            )
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")

@@ -7,9 +7,9 @@ as small data packages (``fontpkg-<slug>``, OFL-licensed TTFs with a
 by category (sans 24, serif 14, display 8, handwriting 5, mono 5) among those
 covering Latin Extended, preferring variable fonts (weight as a style axis)
 and small files, without caps-only faces (they would merge every letter with
-its capital): 19 MB installed. 48 families render the pretraining set; 8
-(spread over the categories) are held out and appear only in the train /
-val / test images, as styles the backbone never saw. Versions are pinned
+its capital): 41 MB installed (39 MB of TTF files). 48 families render the
+pretraining set; 8 (spread over the categories) are held out and appear only
+in the train / val / test images, as styles the backbone never saw. Versions are pinned
 (``pyproject.toml``) and each file's hash goes into the data fingerprint.
 """
 
