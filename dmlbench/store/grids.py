@@ -40,9 +40,12 @@ def draw_grid(rows: list[GridRow], path: Path, title: str, group_titles: list[st
     # columns: query, then each group after a narrow spacer
     widths = [1.0] + [0.25, *[1.0] * per_group] * groups
     cell_inches = 1.05
-    fig = plt.figure(figsize=(cell_inches * sum(widths), 1.25 * cell_inches * len(rows) + 0.6))
+    # room above the first row for the title (two lines) and, when compared, group titles
+    head_inches = 0.55 + 0.25 * (groups > 1)
+    height = 1.25 * cell_inches * len(rows) + head_inches
+    fig = plt.figure(figsize=(cell_inches * sum(widths), height))
     grid = fig.add_gridspec(len(rows), len(widths), width_ratios=widths, wspace=0.08,
-                            hspace=0.45)  # fmt: skip
+                            hspace=0.45, top=1 - head_inches / height, bottom=0.02)  # fmt: skip
     for r, row in enumerate(rows):
         _cell(fig.add_subplot(grid[r, 0]), row.query)
         for g, cells in enumerate(row.groups):
