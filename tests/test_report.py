@@ -159,3 +159,29 @@ def test_latex_report_with_hostile_labels_compiles(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:]
+
+
+def test_validation_runs_are_a_section_of_their_own_never_averaged_with_test(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "a", "full-ft", "Full fine-tuning", 0, 0.80, 0.50, 21_852_672, 6000)
+    make_run(root, "b", "full-ft", "Full fine-tuning", 1, 0.90, 0.60, 21_852_672, 6000)
+    # the same row and seed, scored on validation classes
+    make_run(root, "v", "full-ft", "Full fine-tuning", 0, 0.70, 0.40, 21_852_672, 6000)
+    summary = json.loads((root / "v" / "summary.json").read_text())
+    (root / "v" / "summary.json").write_text(json.dumps({**summary, "split": "val"}))
+    tables = table1(aggregate(collect(root).finished))
+    assert set(tables) == {(CUB, VITS), (f"{CUB} (validation classes)", VITS)}
+    assert tables[(CUB, VITS)]["R@1"].tolist() == ["85.0 ± 7.1"]
+    assert tables[(f"{CUB} (validation classes)", VITS)]["R@1"].tolist() == ["70.0"]
+    assert "## cub (validation classes), vit_small" in render(root)
+
+
+def test_a_row_without_a_training_step_leaves_the_memory_header_to_the_others(runs):
+    zero_shot = runs / "z"
+    zero_shot.mkdir()
+    (zero_shot / "config.yaml").write_text(yaml.safe_dump({"label": "zero-shot"}))
+    summary = {"status": "finished", "method": "zero-shot", "dataset": CUB, "backbone": VITS,
+               "seed": 0, "metrics": {"recall@1": 0.7, "map@r": 0.3}}  # fmt: skip
+    (zero_shot / "summary.json").write_text(json.dumps(summary))
+    table = table1(aggregate(collect(runs).finished))[(CUB, VITS)]
+    assert "peak memory (CUDA, measured)" in table.columns

@@ -22,6 +22,9 @@ from dmlbench.store.results import load, unreadable_runs
 
 FULL_FT = "full-ft"
 GROUP = ["dataset", "backbone", "row"]
+# Runs scored on validation classes (tuning, `--split val`) are reported as a dataset
+# of their own, so no table mixes them with the test split or passes them off as it.
+VALIDATION = " (validation classes)"
 # The maxima over epochs on the test split that the VPTSP reference records: shown
 # only beside the paper's numbers, which are such maxima (with its MAP@R variant).
 BEST_ON_TEST = ("best_on_test.recall@1", "best_on_test.map@r_paper")
@@ -60,6 +63,9 @@ def collect(path: str | Path, filters: dict[str, str] | None = None) -> Runs:
         frame = frame[frame[column].astype(str) == value]
     if frame.empty:
         raise UserError(f"no runs under {path} match the filters {filters}")
+    if "split" in frame.columns:  # never averaged with, nor titled as, test runs
+        validation = frame["split"].eq("val")
+        frame.loc[validation, "dataset"] = frame.loc[validation, "dataset"] + VALIDATION
     finished = frame[frame["status"] == "finished"]
     failed = frame[frame["status"] != "finished"]
     errors = failed.get("error", pd.Series([""] * len(failed), index=failed.index))
@@ -99,10 +105,15 @@ def aggregate(finished: pd.DataFrame) -> pd.DataFrame:
     if "config.selected_by" in finished.columns:  # how each row's settings were chosen
         out["selected_by"] = grouped["config.selected_by"].first()
     if "memory.peak_kind" in finished.columns:  # measured (CUDA) or estimated, per row
-        out["memory.peak_kind"] = grouped["memory.peak_kind"].agg(
-            lambda kinds: kinds.iloc[0] if kinds.nunique() == 1 else "mixed"
-        )
+        out["memory.peak_kind"] = grouped["memory.peak_kind"].agg(_one_kind)
     return out.reset_index()
+
+
+def _one_kind(kinds: pd.Series) -> str | None:
+    """A row's memory kind: its runs' one kind, "mixed", or None where no run has a
+    training step to measure (zero-shot and embedding rows)."""
+    kinds = kinds.dropna()
+    return None if kinds.empty else kinds.iloc[0] if kinds.nunique() == 1 else "mixed"
 
 
 def memory_header(part: pd.DataFrame) -> str:
