@@ -180,8 +180,9 @@ def params(method, opts, dataset, backbone, embedding_dim, all_rows) -> None:
     if all_rows:
         if opts or method != "linear-probe":
             raise click.UsageError("--all prints the Table-1 set; drop --method/--opt")
+        skipped: list[str] = []
         table = table1_counts(
-            backbone, embedding_dim, benchmark.num_train_classes, benchmark.recipe
+            backbone, embedding_dim, benchmark.num_train_classes, benchmark.recipe, skipped
         )
     else:
         given = parse_key_values(opts)
@@ -193,6 +194,8 @@ def params(method, opts, dataset, backbone, embedding_dim, all_rows) -> None:
         )
     click.echo(f"{backbone} on {benchmark.name}: {benchmark.num_train_classes} training classes")
     click.echo(format_table(table))
+    for line in skipped if all_rows else ():
+        click.echo(line)
 
 
 @main.command()
@@ -261,7 +264,8 @@ def memory(
     if all_rows:
         if opts or method != "linear-probe":
             raise click.UsageError("--all prints every Table-1 row; drop --method/--opt")
-        rows = rows_for_table(shape, recipe)
+        skipped = []
+        rows = rows_for_table(shape, recipe, skipped)
     else:
         given = parse_key_values(opts)
         get_method(method).from_values(given)  # the user's options, checked on their own
@@ -270,6 +274,8 @@ def memory(
     for line in describe(shape):
         click.echo(line)
     click.echo(to_frame(rows).to_string(index=False))
+    for line in skipped if all_rows else ():
+        click.echo(line)
     if measure_device is not None:
         device = pick_device(measure_device)
         for row in rows:

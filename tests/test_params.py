@@ -78,3 +78,17 @@ def test_adapter_bottleneck_must_be_positive():
     result = CliRunner().invoke(main, [*args, "--backbone", PAPER_BACKBONE])
     assert result.exit_code == 2
     assert result.output.strip() == "error: method adapter: bottleneck=0 must be ≥ 1"
+
+
+def test_rows_a_shallower_backbone_cannot_take_are_left_out_with_the_reason():
+    from click.testing import CliRunner
+
+    from dmlbench.cli import main
+
+    result = CliRunner().invoke(main, ["params", "--all", "--dataset", "glyphs"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "Adapter (L7, d256): left out (method adapter: layers=7 exceeds the backbone depth 6)"
+        in (result.output)
+    )
+    assert "Linear probe" in result.output and "Adapter (B) (L1, d256)" in result.output

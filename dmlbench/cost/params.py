@@ -63,18 +63,29 @@ def format_millions(n: int) -> str:
 
 
 def table1_counts(
-    backbone: str, embedding_dim: int | None, num_classes: int, recipe: Recipe | None = None
+    backbone: str,
+    embedding_dim: int | None,
+    num_classes: int,
+    recipe: Recipe | None = None,
+    skipped: list[str] | None = None,
 ) -> pd.DataFrame:
     """Every method's Table-1 rows (plugins' too), with the paper's figure beside ours.
     A dataset ``recipe``'s method options (e.g. Cars' prompt layout) apply under each
-    row's own."""
+    row's own. A row the backbone cannot take (an adapter in 7 blocks of a 6-block
+    ViT) is left out, with the reason appended to ``skipped``."""
     from dmlbench.registry import get_method, table_row_methods
 
     rows = []
     for name, r in table_row_methods():
         from_recipe = recipe.defaults_for(name)["method_options"] if recipe else {}
         method = get_method(name).from_values({**from_recipe, **r.options})
-        counts = count_row(method, backbone, embedding_dim, num_classes)
+        try:
+            counts = count_row(method, backbone, embedding_dim, num_classes)
+        except UserError as e:
+            if skipped is None:
+                raise
+            skipped.append(f"{r.label}: left out ({e})")
+            continue
         paper = r.paper.tunable if r.paper is not None and r.paper.tunable else "—"
         rows.append({"row": r.label, **counts, "paper": paper})
     return pd.DataFrame(rows)

@@ -53,11 +53,21 @@ def cost_row(label: str, method: Method, shape: StepShape) -> CostRow:
     return CostRow(label, method, estimate, cost)
 
 
-def rows_for_table(shape: StepShape, recipe: Recipe) -> list[CostRow]:
+def rows_for_table(
+    shape: StepShape, recipe: Recipe, skipped: list[str] | None = None
+) -> list[CostRow]:
+    """Every declared Table-1 row; one the backbone cannot take is left out, with the
+    reason appended to ``skipped`` (raised where no list is given)."""
     rows = []
     for name, row in table_row_methods():
         options = {**recipe.defaults_for(name)["method_options"], **row.options}
-        cost = cost_row(row.label, get_method(name).from_values(options), shape)
+        try:
+            cost = cost_row(row.label, get_method(name).from_values(options), shape)
+        except UserError as e:
+            if skipped is None:
+                raise
+            skipped.append(f"{row.label}: left out ({e})")
+            continue
         if row.paper is not None:
             cost.paper_memory, cost.paper_pct = row.paper.memory, row.paper.memory_pct
         rows.append(cost)
