@@ -236,11 +236,13 @@ def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable =
             if settings.metric in record:
                 trial.report(record[settings.metric], record["epoch"])
                 if trial.should_prune():
-                    raise Pruned(f"pruned after epoch {record['epoch']}")
+                    raise Pruned(f"pruned after epoch {record['epoch']} ({settings.metric} "
+                                 f"{record[settings.metric]:.4f})")  # fmt: skip
 
         try:
             result = execute(config, echo=lambda *a, **k: None, on_epoch=report)
-        except Pruned:
+        except Pruned as stop:
+            echo(f"  trial {trial.number}: {_params_text(params)} → {stop}")
             raise optuna.TrialPruned() from None
         except UserError as e:  # settings this data cannot take (e.g. more classes per batch
             # than it has): the trial counts, as a pruned one, with the reason kept
