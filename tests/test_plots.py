@@ -93,3 +93,18 @@ def test_convergence_gives_every_row_its_own_style_and_an_outside_legend(figures
     assert by_epoch.get_legend() is None  # outside the axes, not over the lines
     assert all(float(t).is_integer() for t in by_epoch.get_xticks())
     assert Path(tmp_path / "out" / "c.pdf").stat().st_size > 1000
+
+
+def test_close_reference_lines_share_one_label_and_long_names_wrap(figures, tmp_path):
+    scores = [90.9, 88.6, 88.15, 88.2]
+    params = [2.85e6, 5.7e4, 5.7e4, 5.7e4]
+    data = rows(scores, params, reference=(2, 3))
+    data.loc[3, "row"] = "vit_glyph_patch8_48.dmlbench_glyphs_v2 (zero-shot, no head at all)"
+    plots.tradeoff(data, tmp_path, "t", "title")
+    ax, key = figures[0].axes
+    labels = [t.get_text() for t in ax.texts]
+    assert "3 4" in labels and "3" not in labels and "4" not in labels  # one label, not two
+    lines = key.texts[0].get_text().splitlines()
+    assert max(map(len, lines)) <= plots.KEY_WIDTH
+    assert lines[3].startswith(" 4  vit_glyph") and lines[4].startswith("    ")
+    assert "(reference, dotted)" in " ".join(lines[3:])

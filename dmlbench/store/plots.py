@@ -132,7 +132,8 @@ def tradeoff(part: pd.DataFrame, folder: Path, stem: str, title: str) -> list[Pa
     ax.set_ylim(y_low, y_high)
     ax.set_xscale("log")
     _number_markers(ax, params, scores, shown)
-    lines = []
+    lines: list[str] = []
+    levels_shown: list[tuple[float, int]] = []
     for number, i in enumerate(range(len(data)), start=1):
         name, value = data.loc[i, "row"], scores[i]
         if shown[i]:
@@ -146,12 +147,11 @@ def tradeoff(part: pd.DataFrame, folder: Path, stem: str, title: str) -> list[Pa
             lines.append(f"{number:>2}  {name}: {value:.1f} (off the scale)")
         elif y_low <= value <= y_high:
             ax.axhline(value, ls=":", lw=1, color="#7f7f7f", zorder=1)
-            ax.annotate(f"{number}", (0.005, value), xycoords=("axes fraction", "data"),
-                        xytext=(0, 2), textcoords="offset points", fontsize=FONT - 1,
-                        color="#7f7f7f")  # fmt: skip
+            levels_shown.append((value, number))
             lines.append(f"{number:>2}  {name}: {value:.1f} (reference, dotted)")
         else:
             lines.append(f"{number:>2}  {name}: {value:.1f} (reference, off the scale)")
+    _number_levels(ax, levels_shown)
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(_count))
     ax.xaxis.set_minor_formatter(NullFormatter())
@@ -162,9 +162,41 @@ def tradeoff(part: pd.DataFrame, folder: Path, stem: str, title: str) -> list[Pa
     ax.legend(fontsize=FONT - 0.5, loc="lower right")
     ax.set_title(f"{title}: marker area ∝ peak memory", fontsize=FONT + 1)
     key.axis("off")
-    key.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", fontsize=FONT - 0.5,
+    key.text(0.0, 1.0, "\n".join(_wrapped(lines)), va="top", ha="left", fontsize=FONT - 0.5,
              family="monospace", transform=key.transAxes)  # fmt: skip
     return _save(fig, folder, stem)
+
+
+KEY_WIDTH = 46  # characters of the key's monospace lines: the key stays beside the axes
+
+
+def _wrapped(lines: list[str]) -> list[str]:
+    """Key lines wrapped under their text (a long row name would widen the figure)."""
+    import textwrap
+
+    return [part for line in lines
+            for part in textwrap.wrap(line, KEY_WIDTH, subsequent_indent=" " * 4)]  # fmt: skip
+
+
+def _number_levels(ax, levels: list[tuple[float, int]]) -> None:
+    """The row numbers of the dotted reference lines at the left edge; lines closer
+    than a label's height share one label ("1 4"), so numbers never overlap."""
+    if not levels:
+        return
+    ax.figure.canvas.draw()
+    height = 9.0 * ax.figure.dpi / 100  # pixels
+    groups: list[list[tuple[float, int]]] = []
+    for value, number in sorted(levels):
+        y = ax.transData.transform((1, value))[1]
+        if groups and y - ax.transData.transform((1, groups[-1][-1][0]))[1] < height:
+            groups[-1].append((value, number))
+        else:
+            groups.append([(value, number)])
+    for group in groups:
+        top = max(value for value, _ in group)
+        ax.annotate(" ".join(str(n) for _, n in sorted(group, key=lambda g: g[1])),
+                    (0.005, top), xycoords=("axes fraction", "data"), xytext=(0, 2),
+                    textcoords="offset points", fontsize=FONT - 1, color="#7f7f7f")  # fmt: skip
 
 
 def memory_bars(

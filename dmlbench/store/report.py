@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -364,7 +365,8 @@ def render(
         output.mkdir(parents=True, exist_ok=True)
         agg.to_csv(output / "report.csv", index=False)
         for (dataset, backbone), part in agg.groupby(["dataset", "backbone"], sort=False):
-            stem = f"{dataset}-{backbone}".replace("/", "_").replace(":", "_")
+            # a file name a markdown link and a shell take as it is
+            stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{dataset}-{backbone}").replace("_-", "-")
             title = _title(dataset, backbone)
             chosen = runs.finished[(runs.finished["dataset"] == dataset)
                                    & (runs.finished["backbone"] == backbone)]  # fmt: skip
