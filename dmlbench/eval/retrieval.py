@@ -33,6 +33,23 @@ def _as_labels(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def _search_sets(query, query_labels, reference, reference_labels) -> tuple:
+    """Arrays as faiss wants them, whether the queries search among themselves, and R
+    per query: the references of its label, itself excluded."""
+    query, query_labels = _as_float32(query), _as_labels(query_labels)
+    same_set = reference is None
+    if same_set:
+        reference, reference_labels = query, query_labels
+    else:
+        reference, reference_labels = _as_float32(reference), _as_labels(reference_labels)
+    if len(query) != len(query_labels) or len(reference) != len(reference_labels):
+        raise ValueError("embeddings and labels must have the same length")
+    ref_classes, ref_counts = np.unique(reference_labels, return_counts=True)
+    pos = np.clip(np.searchsorted(ref_classes, query_labels), 0, len(ref_classes) - 1)
+    r_per_query = np.where(ref_classes[pos] == query_labels, ref_counts[pos], 0) - same_set
+    return query, query_labels, reference, reference_labels, same_set, r_per_query
+
+
 def retrieval_metrics(
     query: np.ndarray,
     query_labels: np.ndarray,
@@ -51,22 +68,9 @@ def retrieval_metrics(
     ``map_at`` (e.g. 1000 on SOP): MAP@K = (1/min(R, K)) Σ_{i ≤ K} P(i)·rel(i), the
     average precision over the first K neighbours, R the query's other references.
     """
-    query, query_labels = _as_float32(query), _as_labels(query_labels)
-    same_set = reference is None
-    if same_set:
-        reference, reference_labels = query, query_labels
-    else:
-        reference, reference_labels = _as_float32(reference), _as_labels(reference_labels)
-    if len(query) != len(query_labels) or len(reference) != len(reference_labels):
-        raise ValueError("embeddings and labels must have the same length")
-
-    # R per query: references of its label, itself excluded.
-    ref_classes, ref_counts = np.unique(reference_labels, return_counts=True)
-    pos = np.searchsorted(ref_classes, query_labels)
-    pos = np.clip(pos, 0, len(ref_classes) - 1)
-    r_per_query = np.where(ref_classes[pos] == query_labels, ref_counts[pos], 0)
-    if same_set:
-        r_per_query = r_per_query - 1
+    query, query_labels, reference, reference_labels, same_set, r_per_query = _search_sets(
+        query, query_labels, reference, reference_labels
+    )
     n_available = len(reference) - (1 if same_set else 0)
     k = min(max(int(r_per_query.max(initial=0)), max(ks), *map_at), n_available)
     search_k = k + 1 if same_set else k
@@ -154,15 +158,9 @@ def rank_queries(
 ) -> QueryRanking:
     """The per-query view of :func:`retrieval_metrics` (same neighbours, same AP@R:
     the mean of ``average_precision`` over non-lone queries is MAP@R)."""
-    query, query_labels = _as_float32(query), _as_labels(query_labels)
-    same_set = reference is None
-    if same_set:
-        reference, reference_labels = query, query_labels
-    else:
-        reference, reference_labels = _as_float32(reference), _as_labels(reference_labels)
-    ref_classes, ref_counts = np.unique(reference_labels, return_counts=True)
-    pos = np.clip(np.searchsorted(ref_classes, query_labels), 0, len(ref_classes) - 1)
-    r_per_query = np.where(ref_classes[pos] == query_labels, ref_counts[pos], 0) - same_set
+    query, query_labels, reference, reference_labels, same_set, r_per_query = _search_sets(
+        query, query_labels, reference, reference_labels
+    )
     n_available = len(reference) - int(same_set)
     depth = min(max(int(r_per_query.max(initial=0)), k), n_available)
     index = faiss.IndexFlatIP(reference.shape[1])
