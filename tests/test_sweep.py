@@ -111,9 +111,9 @@ def test_every_shipped_sweep_builds(name, runs):
             continue
         seen.add((c.method, str(c.method_options), c.backbone, c.dataset))
         classes = get_dataset(c.dataset).num_train_classes
-        with torch.device("meta"):
+        with torch.device("meta"):  # shapes only: SOP's class prompts alone are ~1 GB
             model = build_model(c.backbone, None, c.embedding_dim, classes)
-        get_method(c.method).from_values(c.method_options).setup(model)
+            get_method(c.method).from_values(c.method_options).setup(model)
 
 
 def test_committed_reference_result_matches_its_grid():
