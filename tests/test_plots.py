@@ -108,3 +108,14 @@ def test_close_reference_lines_share_one_label_and_long_names_wrap(figures, tmp_
     assert max(map(len, lines)) <= plots.KEY_WIDTH
     assert lines[3].startswith(" 4  vit_glyph") and lines[4].startswith("    ")
     assert "(reference, dotted)" in " ".join(lines[3:])
+
+
+def test_runs_evaluated_once_draw_no_convergence_figure(figures, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    records = [{"epoch": 1, "train_seconds": 1.0}, {"epoch": 2, "train_seconds": 1.0,
+                                                     "recall@1": 0.7}]  # fmt: skip
+    (run_dir / "epochs.jsonl").write_text("\n".join(map(json.dumps, records)))
+    runs = pd.DataFrame([{"row": "row 0", "run_dir": str(run_dir)}])
+    assert plots.convergence(runs, tmp_path / "out", "c", "title") == []
+    assert not figures and not (tmp_path / "out").exists()

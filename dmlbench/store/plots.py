@@ -236,7 +236,8 @@ def _curves(run_dir: Path) -> pd.DataFrame:
 
 def convergence(finished: pd.DataFrame, folder: Path, stem: str, title: str) -> list[Path]:
     """R@1 against epoch and against training time; mean over seeds, min–max as a band.
-    Each row has its own colour-and-marker pair; the legend sits below the axes."""
+    Each row has its own colour-and-marker pair; the legend sits below the axes. No
+    figure (``[]``) when no run was evaluated at two epochs or more."""
     fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(WIDE, 3.0))
     drawn = 0
     for row, runs in finished.groupby("row", sort=False):
@@ -248,7 +249,7 @@ def convergence(finished: pd.DataFrame, folder: Path, stem: str, title: str) -> 
                 continue
             if "recall@1" in frame and frame["epoch"].max() > 0:  # trained: a curve
                 curves.append(frame.dropna(subset=["recall@1"]))
-        if not curves:
+        if not curves or max(len(c) for c in curves) < 2:  # one evaluation is no curve
             continue
         joined = pd.concat(curves)
         joined["recall@1"] *= 100
@@ -271,6 +272,9 @@ def convergence(finished: pd.DataFrame, folder: Path, stem: str, title: str) -> 
         ax.set_ylabel("R@1 (%)", fontsize=FONT + 0.5)
         ax.tick_params(labelsize=FONT)
         ax.grid(alpha=0.25)
+    if not drawn:  # runs evaluated once (at the end): nothing to draw
+        plt.close(fig)
+        return []
     fig.suptitle(f"{title}: mean over seeds, band min–max", fontsize=FONT + 1)
     fig.tight_layout()
     if drawn:

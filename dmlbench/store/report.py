@@ -375,7 +375,7 @@ def render(
                 plots.memory_bars(
                     part, output / "plots", f"{stem}-memory", title, memory_header(part)
                 )[0],  # fmt: skip
-                plots.convergence(chosen, output / "plots", f"{stem}-convergence", title)[0],
+                *plots.convergence(chosen, output / "plots", f"{stem}-convergence", title)[:1],
             ]
     if fmt == "csv":
         text = agg.to_csv(index=False)
