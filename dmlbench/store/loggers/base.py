@@ -6,8 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-# Epoch-record keys that are not measurements of the model (counts, timings of
-# the evaluation itself) and are logged under "cost/" rather than "eval/".
+# Epoch-record keys about training (logged under "train/"; every other number of
+# the record is an evaluation result, under "eval/"), and counts not logged at all.
 TRAIN_KEYS = ("loss", "lr", "train_images_per_s", "train_seconds")
 SKIP_KEYS = ("epoch", "train_images", "queries", "lone_queries")
 
