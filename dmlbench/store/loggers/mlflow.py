@@ -97,11 +97,8 @@ class MLflowLogger(RunLogger):
 
 
 def _flatten(config: dict) -> dict:
-    """``method_options: {n: 10}`` → ``method_options.n: 10`` (MLflow parameters are flat)."""
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update({f"{key}.{k}": v for k, v in value.items()})
-        else:
-            flat[key] = value
-    return flat
+    """``method_options: {n: 10}`` → ``method_options.n: 10`` (MLflow parameters are
+    flat), as the run store's table flattens it."""
+    import pandas as pd
+
+    return pd.json_normalize(config, sep=".").iloc[0].to_dict()
