@@ -55,7 +55,8 @@ def test_tune_chooses_on_validation_and_writes_a_test_sweep(glyph_folder, tmp_pa
     assert [m["label"] for m in chosen["methods"]] == ["Linear probe", "LoRA"]
     assert chosen["seeds"] == [0, 1] and chosen["output"] == str(tmp_path / "test-runs")
     for row in chosen["methods"]:
-        assert row["selected_by"].startswith("validation, 3 trials of 1 epochs")
+        assert row["selected_by"].startswith("validation, 3 trials of 1 epochs: lr ")
+        assert f"images_per_class {row['images_per_class']}" in row["selected_by"]
         assert "lr" in row and row["images_per_class"] in (1, 2, 4)
     assert "rank" in chosen["methods"][1]["method_options"]  # LoRA's own knob was searched
     # same budget: 3 finished trials per method; every trial scored validation classes

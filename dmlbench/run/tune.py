@@ -269,8 +269,9 @@ def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable =
     selected = (
         f"validation, {settings.trials} trials of {settings.epochs or trial_base.epochs} epochs"
     )
-    chosen = dataclasses.replace(
-        apply_params(base, best.params), selected_by=f"{selected} ({name})"
+    chosen = dataclasses.replace(  # what the report shows: how, and what was chosen
+        apply_params(base, best.params),
+        selected_by=f"{selected}: {_params_text(best.params)} ({name})",
     )
     _save_plots(study, output / "plots" / re.sub(r"[^A-Za-z0-9._@-]+", "_", name.split("#")[0]))
     return TuneResult(name, dict(best.params), float(best.value), done, chosen)
