@@ -167,6 +167,7 @@ def tune_rows(
         return [tune_row(base, settings, output, echo) for base in bases]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     from dmlbench.run.sweep import available_cores
 
@@ -178,7 +179,13 @@ def tune_rows(
     with ProcessPoolExecutor(min(jobs, len(bases)), mp_context=context,
                              initializer=_set_threads, initargs=(threads,)) as pool:  # fmt: skip
         futures = [pool.submit(tune_row, base, settings, output, None) for base in bases]
-        return [future.result() for future in futures]
+        try:
+            return [future.result() for future in futures]
+        except BrokenProcessPool:  # killed (out of memory, a signal): the studies resume
+            raise UserError(
+                f"dmlbench tune: a tuning process died; run the same command again to continue "
+                f"(finished trials are kept in {output / 'studies.db'})"
+            ) from None
 
 
 def _set_threads(threads: int) -> None:
