@@ -112,8 +112,18 @@ def test_tune_on_each_public_benchmark(name, tmp_path, monkeypatch):
     assert "chosen.yaml: written" in result.output
 
 
-def test_a_killed_tune_resumes_where_it_stopped(glyph_folder, tmp_path):
-    path = grid(tmp_path, f"folder:{glyph_folder}", "  - {method: linear-probe}\n", trials=3)
+@pytest.fixture(scope="module")
+def wide_folder(tmp_path_factory) -> Path:
+    """16 classes: 5 training classes after the validation carve, so every searched
+    images_per_class fits the batch of 4 and no trial is invalid (on the 8-class folder
+    a row whose every draw was images_per_class 1 had no trial to choose from)."""
+    from .conftest import make_glyph_folder
+
+    return make_glyph_folder(tmp_path_factory.mktemp("wide_folder"), n_classes=16)
+
+
+def test_a_killed_tune_resumes_where_it_stopped(wide_folder, tmp_path):
+    path = grid(tmp_path, f"folder:{wide_folder}", "  - {method: linear-probe}\n", trials=3)
     command = [sys.executable, "-m", "dmlbench", "tune", str(path)]
     killed = subprocess.run(command, env={**os.environ, "DMLBENCH_KILL_AT": "step:4"},
                             capture_output=True, text=True, timeout=600)  # fmt: skip
@@ -125,6 +135,24 @@ def test_a_killed_tune_resumes_where_it_stopped(glyph_folder, tmp_path):
     (states,) = studies(tmp_path / "tune").values()
     assert states.count("COMPLETE") + states.count("PRUNED") == 3
     assert (tmp_path / "tune" / "chosen.yaml").exists()
+
+
+def test_a_tuning_process_that_dies_is_one_line_and_the_same_command_finishes(
+    wide_folder, tmp_path
+):
+    methods = "  - {label: A, method: linear-probe}\n  - {label: B, method: bitfit}\n"
+    path = grid(tmp_path, f"folder:{wide_folder}", methods, trials=2)
+    command = [sys.executable, "-m", "dmlbench", "tune", str(path), "--jobs", "2"]
+    killed = subprocess.run(command, env={**os.environ, "DMLBENCH_KILL_AT": "step:2"},
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert killed.returncode == 2, killed.stderr[-2000:]  # the workers died, not the command
+    (error,) = [line for line in killed.stderr.splitlines() if line.startswith("error:")]
+    assert error.startswith("error: dmlbench tune: a tuning process died; run the same command")
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    states = studies(tmp_path / "tune").values()
+    # the same budget per row: the killed trials are made up for, no more
+    assert [s.count("COMPLETE") + s.count("PRUNED") for s in states] == [2, 2]
 
 
 @pytest.mark.parametrize("change,message", [
