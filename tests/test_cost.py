@@ -72,6 +72,31 @@ def test_full_fine_tuning_needs_more_than_a_linear_probe_and_fp32_more_than_fp16
     assert fp32.breakdown["activations"] > full.breakdown["activations"]
 
 
+def test_bias_tuning_rows_count_their_biases_although_models_are_built_once_per_shape():
+    """``memory --all`` copies one initialised model per row; a copy must still know its
+    pretrained biases, or BitFit's estimate silently equals the linear probe's."""
+    probe = estimate_step_memory(get_method("linear-probe")(), TINY)
+    bitfit = estimate_step_memory(get_method("bitfit")(), TINY)
+    vpt, vpt_b = (estimate_step_memory(get_method("vpt").from_values({"bias": b}), TINY)
+                  for b in (False, True))  # fmt: skip
+    assert bitfit.breakdown["gradients"] > probe.breakdown["gradients"]
+    assert vpt_b.peak_bytes > vpt.peak_bytes
+
+
+def test_a_copied_model_keeps_its_own_pretrained_parameters():
+    import copy
+
+    from dmlbench.cost.memory import step_model
+
+    model = step_model(get_method("linear-probe")(), TINY)
+    copied = copy.deepcopy(model)
+    biases = list(model.pretrained_biases())
+    # a conv stem of four, six per block (norms, qkv, proj, fc1, fc2), the final norm
+    assert len(biases) == 4 + 6 * 6 + 1 and list(copied.pretrained_biases()) == biases
+    originals = {id(p) for p in model.parameters()}
+    assert not any(id(p) in originals for p in copied.pretrained_parameters().values())
+
+
 def tiny_vit_model(method_name: str, options: dict):
     """A plain ViT (linear 8×8 patches, width 32, depth 2, 2 heads) at 16²: 4 patches."""
     import timm

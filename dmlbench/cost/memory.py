@@ -26,6 +26,8 @@ memory-efficient kernels.
 
 from __future__ import annotations
 
+import copy
+import functools
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -99,16 +101,30 @@ class MemoryEstimate:
 
 def step_model(method: Method, shape: StepShape) -> EmbeddingModel:
     """The model a step of ``shape`` trains, with ``method`` attached (real, on the CPU)."""
-    torch.manual_seed(0)
-    model = build_model(
-        shape.backbone, None, shape.embedding_dim, shape.num_classes, shape.proxy_init,
-        image_size=shape.image_size,
-    )  # fmt: skip
+    model = copy.deepcopy(_initial_model(
+        shape.backbone, shape.embedding_dim, shape.num_classes, shape.proxy_init, shape.image_size
+    ))  # fmt: skip
     try:
         method.setup(model)
     except ValueError as e:
         raise UserError(f"method {method.name}: {e}") from None
     return model
+
+
+@functools.lru_cache(maxsize=2)
+def _initial_model(
+    backbone: str,
+    embedding_dim: int | None,
+    num_classes: int,
+    proxy_init: str,
+    image_size: int | None,
+) -> EmbeddingModel:
+    """Built once per shape and copied for each method: initialising ViT-S's weights
+    takes seconds, copying them milliseconds, and ``memory --all`` needs ~30 models."""
+    torch.manual_seed(0)
+    return build_model(
+        backbone, None, embedding_dim, num_classes, proxy_init, image_size=image_size
+    )
 
 
 def step_trainer(model: EmbeddingModel, method: Method, shape: StepShape) -> Trainer:

@@ -3,6 +3,7 @@ one learnable proxy per training class."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -90,6 +91,19 @@ class EmbeddingModel(nn.Module):
         # qkv.base_layer.weight); identity keeps "the pretrained backbone" well
         # defined afterwards.
         self._pretrained_ids = frozenset(id(p) for p in backbone.parameters())
+
+    def __deepcopy__(self, memo: dict) -> EmbeddingModel:
+        """A copy whose "pretrained backbone" is the copy's own parameters: the identity
+        set above would otherwise still name the original's, and a copied model would
+        have no pretrained biases for the bias option to tune."""
+        copied = type(self).__new__(type(self))
+        memo[id(self)] = copied
+        for key, value in self.__dict__.items():
+            copied.__dict__[key] = copy.deepcopy(value, memo)
+        copied.__dict__["_pretrained_ids"] = frozenset(
+            id(memo[key]) for key in self._pretrained_ids if key in memo
+        )
+        return copied
 
     def pretrained_parameters(self) -> dict[str, nn.Parameter]:
         """The backbone's own parameters (without anything a method added), by current name."""
