@@ -467,19 +467,33 @@ def datasets() -> None:
     help="Stop a run that made no progress (no training step, no evaluation batch) for "
     "SECONDS and report it as stalled; it stays resumable. [default: off]",
 )
+@click.option(
+    "--untuned",
+    is_flag=True,
+    help="Run a grid that has a tune: block with its own settings instead of refusing "
+    "(its settings were then not chosen on validation).",
+)
 def sweep(
     grid_file: Path,
     dry_run: bool,
     jobs: int,
     output: str | None,
     stall_timeout: float | None,
+    untuned: bool,
     **submit,
 ) -> None:
     """Run a grid of methods × datasets × backbones × seeds; finished runs are skipped,
     interrupted ones resumed."""
-    from dmlbench.run.sweep import describe, read_sweep, run_sweep, with_output
+    from dmlbench.run.sweep import describe, has_tune_block, read_sweep, run_sweep, with_output
 
     planned = read_sweep(grid_file)
+    if has_tune_block(grid_file) and not (dry_run or untuned):
+        # Its rows' settings are placeholders for the search; run here, they would
+        # land on the test split beside the tuned runs under the same labels.
+        raise UserError(
+            f"{grid_file} has a tune: block: run `dmlbench tune {grid_file}` and sweep the "
+            "chosen.yaml it writes (or pass --untuned to run the grid's own settings)"
+        )
     if output:
         planned = with_output(planned, output)
     if dry_run:

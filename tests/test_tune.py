@@ -71,6 +71,9 @@ def test_tune_chooses_on_validation_and_writes_a_test_sweep(glyph_folder, tmp_pa
     assert again.exit_code == 0 and "unchanged" in again.output
     assert (tmp_path / "tune" / "chosen.yaml").stat().st_mtime_ns == before
     assert [len(v) for v in studies(tmp_path / "tune").values()] == [3, 3]
+    refused = CliRunner().invoke(main, ["sweep", str(path)])  # the untuned grid, on test
+    assert refused.exit_code == 2 and "--untuned" in refused.output
+    assert f"dmlbench tune {path}" in refused.output and not (tmp_path / "test-runs").exists()
     runs = CliRunner().invoke(main, ["sweep", str(tmp_path / "tune" / "chosen.yaml")])
     assert runs.exit_code == 0, runs.output  # the chosen settings on the test split, 2 seeds
     from dmlbench.store.report import render

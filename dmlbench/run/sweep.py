@@ -93,6 +93,11 @@ def read_sweep(path: Path) -> list[PlannedRun]:
     return planned
 
 
+def has_tune_block(path: Path) -> bool:
+    """Whether the grid's settings are to be chosen by ``dmlbench tune`` first."""
+    return bool(read_yaml(path).get("tune"))
+
+
 def finished_keys(output: Path) -> dict[str, Path]:
     """config_key → run dir of every finished run under ``output`` (unreadable ones skipped)."""
     return _runs_by_state(output)[0]
