@@ -140,6 +140,28 @@ def test_a_killed_tune_resumes_where_it_stopped(wide_folder, tmp_path):
     assert (tmp_path / "tune" / "chosen.yaml").exists()
 
 
+def test_a_restarted_tune_runs_the_settings_an_uninterrupted_one_would(wide_folder, tmp_path):
+    """Every row's budget is the seed's first draws, each run once, however often the
+    tune stopped: Optuna's sampler restarts its random sequence in a new process, which
+    once gave a row the first draw twice and never its last."""
+    import optuna
+
+    from dmlbench.registry import get_method
+    from dmlbench.run.tune import startup_draws
+
+    method = "  - {method: linear-probe}\n"
+    for trials in (1, 3):  # one trial, then the same tune continued in a new process
+        path = grid(tmp_path, f"folder:{wide_folder}", method, trials=trials)
+        done = CliRunner().invoke(main, ["tune", str(path)])
+        assert done.exit_code == 0, done.output
+    storage = f"sqlite:///{tmp_path / 'tune' / 'studies.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    draws = startup_draws(get_method("linear-probe").search_space(), 0, 3)
+    assert [t.params for t in trials] == draws and len({str(d) for d in draws}) == 3
+    assert [t.user_attrs["slot"] for t in trials] == [0, 1, 2]
+
+
 def test_a_tuning_process_that_dies_is_one_line_and_the_same_command_finishes(
     wide_folder, tmp_path
 ):

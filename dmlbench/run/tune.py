@@ -14,9 +14,10 @@ the median of earlier trials at that epoch (after three complete trials and
 the first epoch), so a bad learning rate costs one or two epochs, not all.
 
 The study lives in an SQLite file under the output folder, with Optuna's
-heartbeat: a killed tune starts again where it stopped (a trial whose process
-died is retried with its parameters once its heartbeat is stale), and several
-processes or Slurm jobs can share the study. The chosen settings are written
+heartbeat: a killed tune starts again where it stopped. A row's budget is a
+list of slots, each the seed's draw (``startup_draws``); a slot counts once
+a trial of it finished (complete or pruned), so a trial whose process died
+is run again with its settings, and nothing is run twice. The chosen settings are written
 as a sweep file (``chosen.yaml``) whose runs read test once per seed.
 """
 
@@ -49,7 +50,7 @@ class TuneSettings:
     epochs: int | None = None  # None: the dataset's recipe
     metric: str = "map@r"
     seed: int = 0
-    heartbeat_seconds: int = 60  # a dead trial is retried after twice this without a beat
+    heartbeat_seconds: int = 60  # a dead trial is marked failed after twice this without a beat
 
     def __post_init__(self):
         if self.trials < 1:
@@ -64,6 +65,9 @@ class Pruned(Exception):
     """Optuna's pruner stopped this trial; its run directory says "pruned"."""
 
     run_status = "pruned"
+
+
+N_STARTUP = 10  # TPE's random start (Optuna's default), drawn by startup_draws
 
 
 def check_space(method: str, space: dict) -> None:
@@ -127,19 +131,6 @@ class TuneResult:
     chosen: RunConfig
 
 
-def _retry_stale_trials(max_retry: int) -> object:
-    """Optuna's callback that re-queues a trial whose process died (its heartbeat went
-    stale); renamed in Optuna 4.9, so the new name where it exists."""
-    import optuna
-
-    callback = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-    if callback is None:
-        callback = optuna.storages.RetryFailedTrialCallback
-    with warnings.catch_warnings():  # "experimental" since its rename; the behaviour is not
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return callback(max_retry=max_retry)
-
-
 def open_storage(output: Path, settings: TuneSettings):
     """The studies' SQLite database under ``output`` (created, with its tables, on first use)."""
     import optuna
@@ -152,8 +143,7 @@ def open_storage(output: Path, settings: TuneSettings):
             f"sqlite:///{output / 'studies.db'}",
             heartbeat_interval=settings.heartbeat_seconds,
             grace_period=2 * settings.heartbeat_seconds,
-            heartbeat_stale_trial_callback=_retry_stale_trials(max_retry=2),
-        )
+        )  # a trial whose process died becomes FAIL; its slot's draw then runs again
 
 
 def tune_rows(
@@ -227,12 +217,17 @@ def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable =
         study_name=name,
         storage=storage,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=settings.seed),
+        sampler=optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=N_STARTUP),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
         load_if_exists=True,
     )
 
+    draws = startup_draws(space, settings.seed, min(settings.trials, N_STARTUP))
+    slot = 0
+
     def objective(trial) -> float:
+        if "slot" not in trial.user_attrs:
+            trial.set_user_attr("slot", slot)
         params = {key: suggest(trial, key, d) for key, d in space.items()}
         config = apply_params(trial_base, params)
         config = dataclasses.replace(
@@ -260,19 +255,27 @@ def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable =
         echo(f"  trial {trial.number}: {_params_text(params)} → {settings.metric} {value:.4f}")
         return value
 
-    done = _finished(study)
-    while done < settings.trials:
-        study.optimize(objective, n_trials=1)
-        done = _finished(study)
     from optuna.trial import TrialState
 
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    while (slot := _next_slot(study, draws, settings.trials)) is not None:
+        if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if slot < len(draws):  # the random start: the seed's draw for this slot
+                study.enqueue_trial(draws[slot], user_attrs={"slot": slot})
+            else:  # TPE proper: what it draws depends on the trials before, and the slot
+                study.sampler = optuna.samplers.TPESampler(
+                    seed=settings.seed + slot, n_startup_trials=N_STARTUP
+                )
+        study.optimize(objective, n_trials=1)  # a waiting (enqueued) trial goes first
+    counted = _budget_trials(study, draws)
+    done = len(counted)
+    completed = [t for t in counted if t.state == TrialState.COMPLETE]
+    if not completed:
         reasons = {t.user_attrs.get("invalid") for t in study.trials} - {None}
         raise UserError(
             f"tune {name}: no trial completed"
             + (f"; every one was invalid: {sorted(reasons)[0]}" if reasons else "")
         )
-    best = study.best_trial
+    best = max(completed, key=lambda t: t.value)
     selected = (
         f"validation, {settings.trials} trials of {settings.epochs or trial_base.epochs} epochs"
     )
@@ -284,10 +287,49 @@ def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable =
     return TuneResult(name, dict(best.params), float(best.value), done, chosen)
 
 
-def _finished(study) -> int:
+def startup_draws(space: dict, seed: int, count: int) -> list[dict]:
+    """The first ``count`` settings TPE with ``seed`` draws over ``space``: random draws
+    that depend on the seed alone. Each slot of a row's budget runs exactly its draw, so
+    every row tries the same settings, and a tune restarted mid-row asks for what an
+    uninterrupted one would. (Optuna's sampler keeps its random state in the process: a
+    restarted one starts the sequence over and would draw the first settings again.)"""
+    import optuna
+
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=N_STARTUP)
+    study = optuna.create_study(sampler=sampler)  # in memory: nothing runs
+    draws = []
+    for _ in range(count):
+        trial = study.ask()
+        draws.append({key: suggest(trial, key, d) for key, d in space.items()})
+        study.tell(trial, 0.0)
+    return draws
+
+
+def _slot_of(trial, draws: list[dict]) -> int | None:
+    """The budget slot a finished trial filled (studies from before slots were recorded:
+    the first draw its settings equal)."""
+    if "slot" in trial.user_attrs:
+        return int(trial.user_attrs["slot"])
+    return next((k for k, draw in enumerate(draws) if draw == trial.params), None)
+
+
+def _budget_trials(study, draws: list[dict]) -> list:
+    """The first finished (complete or pruned) trial of each slot, in slot order: what
+    the row's budget bought. A repeat of a slot (a restart before slots were kept)
+    neither counts nor is chosen."""
     from optuna.trial import TrialState
 
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    by_slot = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        slot = _slot_of(trial, draws)
+        if slot is not None:
+            by_slot.setdefault(slot, trial)
+    return [by_slot[k] for k in sorted(by_slot)]
+
+
+def _next_slot(study, draws: list[dict], trials: int) -> int | None:
+    done = {_slot_of(t, draws) for t in _budget_trials(study, draws)}
+    return next((k for k in range(trials) if k not in done), None)
 
 
 def _check_validation_split(config: RunConfig) -> None:
