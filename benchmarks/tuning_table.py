@@ -1,8 +1,10 @@
 """What a `dmlbench tune` grid spent and chose, per row, as a markdown table.
 
 Reads the studies (``studies.db``) and the trial runs under a tune output folder:
-per row, the trials that completed and were pruned, the chosen settings with
-their validation score, and the trials' run time (training and evaluation
+per row, the trials of its budget that completed and were pruned (one per
+slot, the sampler seed's draw for it; a trial that failed or repeated a slot
+is listed apart and never chosen), the chosen settings with their validation
+score, and the run time of every trial (training and evaluation
 seconds summed over every trial, pruned ones included: CPU-process time, not
 wall time of a parallel tune).
 
@@ -94,41 +96,57 @@ def settings_text(params: dict) -> str:
     )
 
 
+def row_method(dirs: dict[str, Path], row: str) -> str | None:
+    """The method a row tuned, from one of its trial runs' configs."""
+    run_dir = next((d for label, d in dirs.items() if label.startswith(f"{row} trial ")), None)
+    if run_dir is None:
+        return None
+    return yaml.safe_load((run_dir / "config.yaml").read_text())["method"]
+
+
 def main() -> None:
     import optuna
     from optuna.trial import TrialState
 
+    from dmlbench.registry import get_method
+    from dmlbench.run.tune import N_STARTUP, _budget_trials, startup_draws
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tune_dir", type=Path)
+    parser.add_argument("--trials", type=int, default=6, help="the budget per row")
+    parser.add_argument("--seed", type=int, default=0, help="the tune's sampler seed")
     parser.add_argument("--curves", type=Path, default=None, help="PNG of the chosen trials")
     args = parser.parse_args()
     storage = f"sqlite:///{args.tune_dir / 'studies.db'}"
     dirs = trial_dirs(args.tune_dir / "trials")
     seconds = seconds_by_row(dirs)
     chosen: dict[str, Path] = {}
-    print(
-        "| row | trials (complete / pruned) | chosen settings | validation MAP@R | run time (min) |"
-    )
-    print("|---|---|---|---|---|")
+    print("| row | budget trials (complete / pruned) | chosen settings | validation MAP@R "
+          "| not counted (failed / repeated) | run time (min) |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
     total = 0.0
     for summary in optuna.get_all_study_summaries(storage):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         row = summary.study_name.split("@", 1)[0].replace("_", " ")
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        pruned = study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+        method = row_method(dirs, row)
+        space = get_method(method).search_space() if method else {}
+        draws = startup_draws(space, args.seed, min(args.trials, N_STARTUP))
+        counted = _budget_trials(study, draws)
+        complete = [t for t in counted if t.state == TrialState.COMPLETE]
+        pruned = [t for t in counted if t.state == TrialState.PRUNED]
+        failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        repeated = len(finished) - len(counted)
         spent = seconds.get(row, 0.0)
         total += spent
-        best = study.best_trial if complete else None
+        best = max(complete, key=lambda t: t.value) if complete else None
         if best is not None and f"{row} trial {best.number}" in dirs:
             chosen[row] = dirs[f"{row} trial {best.number}"]
-        print(
-            f"| {row} | {len(complete)} / {len(pruned)} | "
-            f"{settings_text(best.params) if best else '—'} | "
-            f"{100 * best.value:.1f} | {spent / 60:.0f} |"
-            if best
-            else f"| {row} | 0 / {len(pruned)} | — | — | {spent / 60:.0f} |"
-        )
-    print(f"\nAll trials: {total / 60:.0f} run-minutes ({total / 3600:.1f} run-hours).")
+        shown = (settings_text(best.params), f"{100 * best.value:.1f}") if best else ("—", "—")
+        print(f"| {row} | {len(complete)} / {len(pruned)} | {shown[0]} | {shown[1]} | "
+              f"{len(failed)} / {repeated} | {spent / 60:.0f} |")  # fmt: skip
+    print(f"\nAll trials, counted or not: {total / 60:.0f} run-minutes "
+          f"({total / 3600:.1f} run-hours).")  # fmt: skip
     if args.curves is not None:
         draw_curves(chosen, args.curves)
         print(f"curves: {args.curves}")

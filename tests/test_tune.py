@@ -160,6 +160,13 @@ def test_a_restarted_tune_runs_the_settings_an_uninterrupted_one_would(wide_fold
     draws = startup_draws(get_method("linear-probe").search_space(), 0, 3)
     assert [t.params for t in trials] == draws and len({str(d) for d in draws}) == 3
     assert [t.user_attrs["slot"] for t in trials] == [0, 1, 2]
+    script = Path(__file__).parents[1] / "benchmarks" / "tuning_table.py"
+    table = subprocess.run([sys.executable, str(script), str(tmp_path / "tune"), "--trials", "3"],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert table.returncode == 0, table.stderr[-2000:]
+    (line,) = [x for x in table.stdout.splitlines() if x.startswith("| linear-probe |")]
+    best = max(t.value for t in trials)
+    assert line.startswith("| linear-probe | 3 / 0 | ") and f"| {100 * best:.1f} | 0 / 0 |" in line
 
 
 def test_a_tuning_process_that_dies_is_one_line_and_the_same_command_finishes(

@@ -295,6 +295,7 @@ def startup_draws(space: dict, seed: int, count: int) -> list[dict]:
     restarted one starts the sequence over and would draw the first settings again.)"""
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # as for the studies themselves
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=N_STARTUP)
     study = optuna.create_study(sampler=sampler)  # in memory: nothing runs
     draws = []
