@@ -185,3 +185,26 @@ def test_a_row_without_a_training_step_leaves_the_memory_header_to_the_others(ru
     (zero_shot / "summary.json").write_text(json.dumps(summary))
     table = table1(aggregate(collect(runs).finished))[(CUB, VITS)]
     assert "peak memory (CUDA, measured)" in table.columns
+
+
+def test_a_row_without_a_model_is_a_reference_row_of_every_backbone_on_its_dataset(runs, tmp_path):
+    def no_model(name: str, dataset: str) -> None:
+        make_run(runs, name, "embeddings", "Raw-pixel kNN (no model)", 0, 0.30, 0.04, 0, 0,
+                 dataset=dataset, backbone="—")  # fmt: skip
+        summary = json.loads((runs / name / "summary.json").read_text())
+        summary["time"]["epochs"] = 0
+        (runs / name / "summary.json").write_text(json.dumps(summary))
+
+    no_model("p", CUB)
+    no_model("q", "cars")  # a dataset no backbone ran on: a section of its own, no plot
+    make_run(runs, "o", "full-ft", "Full fine-tuning", 0, 0.80, 0.45, 5_000_000, 3000,
+             backbone="vit_other")  # fmt: skip
+    text = render(runs, output=tmp_path / "out")
+    sections = text.split("\n## ")
+    for header in (f"{CUB}, {VITS}", f"{CUB}, vit_other"):
+        (section,) = [s for s in sections if s.startswith(header)]
+        rows = [line for line in section.splitlines() if line.startswith("| ")][2:]
+        assert rows[-1].startswith("| Raw-pixel kNN (no model) | ") and "| 30.0 (" in rows[-1]
+    assert f"{CUB}, —" not in text and "cars, —" in text
+    plots = sorted(p.name for p in (tmp_path / "out" / "plots").glob("*tradeoff.png"))
+    assert plots == [f"{CUB}-vit_other-tradeoff.png", f"{CUB}-{VITS}-tradeoff.png"]

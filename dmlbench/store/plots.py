@@ -111,6 +111,8 @@ def tradeoff(part: pd.DataFrame, folder: Path, stem: str, title: str) -> list[Pa
     low, high = main_range(scores[~reference])
     off = ~reference & ((scores < low) | (scores > high))
     shown = ~reference & ~off
+    if not shown.any():  # only reference rows: nothing to place on a parameter axis
+        return []
     layout = {"width_ratios": [1.45, 1.0], "wspace": 0.05}
     fig, (ax, key) = plt.subplots(1, 2, figsize=(WIDE, 3.4), gridspec_kw=layout)
     sizes = 60 + 340 * memory / max(np.nanmax(memory[~reference], initial=0), 1e-9)

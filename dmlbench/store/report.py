@@ -339,6 +339,33 @@ def _title(dataset: str, backbone: str) -> str:
     return f"{dataset}, {backbone}"
 
 
+NO_MODEL = "—"  # the backbone of a run that scored embeddings computed elsewhere
+
+
+def with_model_free_rows_in_each_section(agg: pd.DataFrame) -> pd.DataFrame:
+    """A row with no model (raw pixels, embeddings from elsewhere) is a floor for every
+    backbone on its dataset: it is listed in each of their sections, as a reference row,
+    rather than alone in a section of its own (where it has nothing to be compared with).
+    On a dataset with no backbone's runs it stays as it is."""
+    free = agg["backbone"].eq(NO_MODEL)
+    if not free.any():
+        return agg
+    parts = [agg[~free]]
+    for _, row in agg[free].iterrows():
+        backbones = agg.loc[~free & agg["dataset"].eq(row["dataset"]), "backbone"].unique()
+        copies = [row.to_frame().T.assign(backbone=b) for b in backbones] or [row.to_frame().T]
+        parts += copies
+    out = pd.concat(parts, ignore_index=True)
+    return out.astype({c: agg[c].dtype for c in agg.columns if c in out.columns})
+
+
+def references_last(agg: pd.DataFrame) -> pd.DataFrame:
+    """Trained rows first, in the order they ran, then the rows that trained nothing."""
+    if "is_reference" not in agg.columns:
+        return agg
+    return agg.sort_values("is_reference", kind="stable").reset_index(drop=True)
+
+
 def render(
     path: str | Path,
     fmt: str = "markdown",
@@ -352,7 +379,7 @@ def render(
     runs = collect(path, filters)
     if runs.finished.empty:
         raise UserError(f"no finished runs under {path} ({len(runs.failed)} failed or running)")
-    agg = aggregate(runs.finished)
+    agg = references_last(with_model_free_rows_in_each_section(aggregate(runs.finished)))
     tables1 = table1(agg)
     if with_paper:
         tables1 = {
@@ -373,7 +400,7 @@ def render(
             chosen = runs.finished[(runs.finished["dataset"] == dataset)
                                    & (runs.finished["backbone"] == backbone)]  # fmt: skip
             figures[(dataset, backbone)] = [
-                plots.tradeoff(part, output / "plots", f"{stem}-tradeoff", title)[0],
+                *plots.tradeoff(part, output / "plots", f"{stem}-tradeoff", title)[:1],
                 plots.memory_bars(
                     part, output / "plots", f"{stem}-memory", title, memory_header(part)
                 )[0],  # fmt: skip
