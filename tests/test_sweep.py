@@ -136,6 +136,40 @@ def test_committed_reference_result_matches_its_grid():
         assert f"| {100 * r1:.1f} ± " in line
 
 
+def test_committed_tuned_table_matches_its_tune_and_grids():
+    """results/table1-glyphs/ holds the rows of benchmarks/table1-glyphs.yaml with the
+    settings its tune chose (the committed chosen.yaml), each run on the same seeds,
+    beside the reference grid's rows (all seeds) and the two no-training rows."""
+    from collections import Counter
+    from pathlib import Path
+
+    import pandas as pd
+
+    from dmlbench.run.sweep import has_tune_block
+
+    root = Path(__file__).parents[1]
+    folder = root / "results" / "table1-glyphs"
+    grid = root / "benchmarks" / "table1-glyphs.yaml"
+    chosen = read_sweep(folder / "chosen.yaml")
+    assert has_tune_block(grid) and not has_tune_block(folder / "chosen.yaml")
+    tuned = [run.config.label for run in read_sweep(grid)]
+    assert [run.config.label for run in chosen] == tuned  # the same rows, in order
+    assert all(run.config.selected_by.startswith("validation, 6 trials of 4 epochs")
+               for run in chosen)  # fmt: skip
+    reference = Counter(run.config.label for run in read_sweep(
+        root / "benchmarks" / "table1-glyphs-reference.yaml"))  # fmt: skip
+    table = pd.read_csv(folder / "report.csv")
+    n = dict(zip(table["row"], table["n"], strict=True))
+    others = {"Raw-pixel kNN (no model)": 1, "Backbone features, zero-shot (no head)": 1}
+    assert set(n) == set(tuned) | set(reference) | set(others)
+    assert len({n[row] for row in tuned}) == 1  # every tuned row on the same seeds
+    assert 1 <= n[tuned[0]] <= 3 and all(n[row] == k for row, k in {**reference, **others}.items())
+    markdown = (folder / "report.md").read_text()
+    for row, r1 in zip(table["row"], table["metrics.recall@1:mean"], strict=True):
+        line = next(x for x in markdown.splitlines() if x.startswith(f"| {row} |"))
+        assert f"| {100 * r1:.1f}" in line
+
+
 def one_run_grid(tmp_path, glyph_folder) -> str:
     path = Path(grid_file(tmp_path, glyph_folder, "  - {method: linear-probe}\n"))
     path.write_text(path.read_text().replace("seeds: [0, 1]", "seeds: [0]"))
