@@ -486,7 +486,6 @@ def sweep(
     interrupted ones resumed."""
     from dmlbench.run.sweep import describe, has_tune_block, read_sweep, run_sweep, with_output
 
-    planned = read_sweep(grid_file)
     if has_tune_block(grid_file) and not (dry_run or untuned):
         # Its rows' settings are placeholders for the search; run here, they would
         # land on the test split beside the tuned runs under the same labels.
@@ -494,6 +493,7 @@ def sweep(
             f"{grid_file} has a tune: block: run `dmlbench tune {grid_file}` and sweep the "
             "chosen.yaml it writes (or pass --untuned to run the grid's own settings)"
         )
+    planned = read_sweep(grid_file)
     if output:
         planned = with_output(planned, output)
     if dry_run:

@@ -17,8 +17,8 @@ The study lives in an SQLite file under the output folder, with Optuna's
 heartbeat: a killed tune starts again where it stopped. A row's budget is a
 list of slots, each the seed's draw (``startup_draws``); a slot counts once
 a trial of it finished (complete or pruned), so a trial whose process died
-is run again with its settings, and nothing is run twice. The chosen settings are written
-as a sweep file (``chosen.yaml``) whose runs read test once per seed.
+is run again with its settings, and nothing is run twice. The chosen
+settings are written as a sweep file (``chosen.yaml``) whose runs read test once per seed.
 """
 
 from __future__ import annotations
@@ -314,10 +314,10 @@ def _slot_of(trial, draws: list[dict]) -> int | None:
     return next((k for k, draw in enumerate(draws) if draw == trial.params), None)
 
 
-def _budget_trials(study, draws: list[dict]) -> list:
-    """The first finished (complete or pruned) trial of each slot, in slot order: what
-    the row's budget bought. A repeat of a slot (a restart before slots were kept)
-    neither counts nor is chosen."""
+def _trials_by_slot(study, draws: list[dict]) -> dict:
+    """Slot → the first finished (complete or pruned) trial of it: what the row's budget
+    bought. A repeat of a slot (a restart before slots were kept) neither counts nor is
+    chosen."""
     from optuna.trial import TrialState
 
     by_slot = {}
@@ -325,11 +325,17 @@ def _budget_trials(study, draws: list[dict]) -> list:
         slot = _slot_of(trial, draws)
         if slot is not None:
             by_slot.setdefault(slot, trial)
+    return by_slot
+
+
+def _budget_trials(study, draws: list[dict]) -> list:
+    """The budget's trials in slot order."""
+    by_slot = _trials_by_slot(study, draws)
     return [by_slot[k] for k in sorted(by_slot)]
 
 
 def _next_slot(study, draws: list[dict], trials: int) -> int | None:
-    done = {_slot_of(t, draws) for t in _budget_trials(study, draws)}
+    done = _trials_by_slot(study, draws)
     return next((k for k in range(trials) if k not in done), None)
 
 

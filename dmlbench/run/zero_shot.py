@@ -28,7 +28,7 @@ from dmlbench.errors import UserError
 from dmlbench.nn.backbone import create_backbone
 from dmlbench.run.data import eval_loaders, evaluation_order, score, split_records, usable_records
 from dmlbench.store.embeddings import EvalSet, save_eval_sets
-from dmlbench.store.results import RunWriter, new_run_dir
+from dmlbench.store.results import NO_MODEL, RunWriter, new_run_dir
 from dmlbench.train.meter import Stopwatch
 from dmlbench.train.trainer import compute_embeddings
 
@@ -235,7 +235,7 @@ def _store(config: RunConfig, dataset: DatasetSpec, kind: str, label: str, metri
         "method": kind,
         "method_label": label,
         "dataset": dataset.name,
-        "backbone": config.backbone or extra.get("backbone", "—"),
+        "backbone": config.backbone or extra.get("backbone", NO_MODEL),
         "seed": config.seed,
         "split": config.split,
         "metrics": metrics,

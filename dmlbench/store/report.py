@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from dmlbench.errors import UserError
-from dmlbench.store.results import load, unreadable_runs
+from dmlbench.store.results import NO_MODEL, load, unreadable_runs
 
 FULL_FT = "full-ft"
 GROUP = ["dataset", "backbone", "row"]
@@ -339,9 +339,6 @@ def _title(dataset: str, backbone: str) -> str:
     return f"{dataset}, {backbone}"
 
 
-NO_MODEL = "—"  # the backbone of a run that scored embeddings computed elsewhere
-
-
 def with_model_free_rows_in_each_section(agg: pd.DataFrame) -> pd.DataFrame:
     """A row with no model (raw pixels, embeddings from elsewhere) is a floor for every
     backbone on its dataset: it is listed in each of their sections, as a reference row,
@@ -351,12 +348,11 @@ def with_model_free_rows_in_each_section(agg: pd.DataFrame) -> pd.DataFrame:
     if not free.any():
         return agg
     parts = [agg[~free]]
-    for _, row in agg[free].iterrows():
-        backbones = agg.loc[~free & agg["dataset"].eq(row["dataset"]), "backbone"].unique()
-        copies = [row.to_frame().T.assign(backbone=b) for b in backbones] or [row.to_frame().T]
-        parts += copies
-    out = pd.concat(parts, ignore_index=True)
-    return out.astype({c: agg[c].dtype for c in agg.columns if c in out.columns})
+    for index in agg.index[free]:
+        row = agg.loc[[index]]  # a one-row frame keeps the columns' dtypes
+        backbones = agg.loc[~free & agg["dataset"].eq(row["dataset"].item()), "backbone"].unique()
+        parts += [row.assign(backbone=b) for b in backbones] or [row]
+    return pd.concat(parts, ignore_index=True)
 
 
 def references_last(agg: pd.DataFrame) -> pd.DataFrame:

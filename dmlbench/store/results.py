@@ -22,6 +22,7 @@ import pandas as pd
 from dmlbench.atomic import write_json_atomic, write_text_atomic
 
 DEFAULT_ROOT = Path("results/runs")
+NO_MODEL = "—"  # the backbone of a run that scored embeddings computed elsewhere
 LEADING_COLUMNS = (
     "method",
     "dataset",
