@@ -433,6 +433,18 @@ def datasets() -> None:
         )
 
 
+def row_filter_options(command):
+    """--only/--skip: part of a grid's rows, by label (repeatable)."""
+    command = click.option(
+        "--skip", multiple=True, metavar="LABEL",
+        help="Leave out the row with this label (repeatable).",
+    )(command)  # fmt: skip
+    return click.option(
+        "--only", multiple=True, metavar="LABEL",
+        help="Run only the row with this label (repeatable). [default: every row]",
+    )(command)  # fmt: skip
+
+
 @main.command()
 @click.argument("grid_file", type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="List the grid and what is finished; run nothing.")
@@ -473,6 +485,7 @@ def datasets() -> None:
     help="Run a grid that has a tune: block with its own settings instead of refusing "
     "(its settings were then not chosen on validation).",
 )
+@row_filter_options
 def sweep(
     grid_file: Path,
     dry_run: bool,
@@ -480,11 +493,20 @@ def sweep(
     output: str | None,
     stall_timeout: float | None,
     untuned: bool,
+    only: tuple[str, ...],
+    skip: tuple[str, ...],
     **submit,
 ) -> None:
     """Run a grid of methods × datasets × backbones × seeds; finished runs are skipped,
     interrupted ones resumed."""
-    from dmlbench.run.sweep import describe, has_tune_block, read_sweep, run_sweep, with_output
+    from dmlbench.run.sweep import (
+        describe,
+        has_tune_block,
+        read_sweep,
+        run_sweep,
+        select_rows,
+        with_output,
+    )
 
     if has_tune_block(grid_file) and not (dry_run or untuned):
         # Its rows' settings are placeholders for the search; run here, they would
@@ -493,7 +515,7 @@ def sweep(
             f"{grid_file} has a tune: block: run `dmlbench tune {grid_file}` and sweep the "
             "chosen.yaml it writes (or pass --untuned to run the grid's own settings)"
         )
-    planned = read_sweep(grid_file)
+    planned = select_rows(read_sweep(grid_file), only, skip, grid_file)
     if output:
         planned = with_output(planned, output)
     if dry_run:
@@ -578,8 +600,9 @@ def _submit_sweep(planned, grid_file: Path, executor: str, wait: bool, **options
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Rows tuned at a time, each in its own process with its share of the "
               "cores (a row's trials stay sequential: the same budget for every row).")  # fmt: skip
+@row_filter_options
 def tune(grid_file, method, opts, dataset, backbone, label, config_file, trials, epochs, metric,
-         seed, output, jobs) -> None:  # fmt: skip
+         seed, output, jobs, only, skip) -> None:  # fmt: skip
     """Choose each method's settings on validation classes (Optuna TPE, the same trials and
     epochs for every method); writes chosen.yaml, a sweep that reads test once per seed."""
     from dmlbench.run.tune import TuneSettings, chosen_sweep, tune_rows, write_if_changed
@@ -589,13 +612,18 @@ def tune(grid_file, method, opts, dataset, backbone, label, config_file, trials,
     if grid_file is not None:
         if method or opts:
             raise UserError("dmlbench tune: give a sweep file or --method, not both")
+        from dmlbench.run.sweep import select_rows
+
         bases, block, test_output, seeds = _tune_grid(grid_file)
+        bases = select_rows(bases, only, skip, grid_file, config_of=lambda config: config)
         out = Path(output or block.pop("output", "results/tune"))
         block.pop("output", None)
         settings = TuneSettings(**{**block, **flags})
     else:
         if method is None:
             raise UserError("dmlbench tune: give --method NAME (or a sweep file)")
+        if only or skip:
+            raise UserError("dmlbench tune: --only/--skip pick rows of a sweep file; give one")
         from dmlbench.config import make_config
         from dmlbench.options import parse_key_values
 

@@ -93,6 +93,35 @@ def read_sweep(path: Path) -> list[PlannedRun]:
     return planned
 
 
+def row_label(config: RunConfig) -> str:
+    return config.label or config.method
+
+
+def select_rows(
+    configs: list, only: tuple[str, ...], skip: tuple[str, ...], source: Path,
+    config_of: Callable = lambda item: item.config,
+) -> list:  # fmt: skip
+    """The items whose row is named by ``only`` (every row when empty), less the rows named
+    by ``skip``: part of a grid (say the paper's rows of a longer table) from the one file,
+    so the studies, run keys and report stay those of the whole grid."""
+    labels = list(dict.fromkeys(row_label(config_of(item)) for item in configs))
+    unknown = [name for name in (*only, *skip) if name not in labels]
+    if unknown:
+        raise UserError(
+            f"{source}: no row labelled {unknown[0]!r}; its rows: "
+            + ", ".join(repr(label) for label in labels)
+        )
+
+    def wanted(item) -> bool:
+        label = row_label(config_of(item))
+        return (not only or label in only) and label not in skip
+
+    kept = [item for item in configs if wanted(item)]
+    if not kept:
+        raise UserError(f"{source}: --only/--skip leave no row to run")
+    return kept
+
+
 def has_tune_block(path: Path) -> bool:
     """Whether the grid's settings are to be chosen by ``dmlbench tune`` first."""
     return bool(read_yaml(path).get("tune"))
