@@ -48,7 +48,13 @@ def studies(tune_dir: Path) -> dict[str, list[str]]:
 def test_tune_chooses_on_validation_and_writes_a_test_sweep(glyph_folder, tmp_path):
     methods = "  - {label: Linear probe, method: linear-probe}\n  - {label: LoRA, method: lora}\n"
     path = grid(tmp_path, f"folder:{glyph_folder}", methods)
-    # two rows in two processes at once; each row's trials stay sequential
+    part = CliRunner().invoke(main, ["tune", str(path), "--only", "Linear probe"])
+    assert part.exit_code == 0, part.output  # one row of the grid: its study and sweep only
+    chosen = yaml.safe_load((tmp_path / "tune" / "chosen.yaml").read_text())
+    assert [m["label"] for m in chosen["methods"]] == ["Linear probe"]
+    assert [len(v) for v in studies(tmp_path / "tune").values()] == [3]
+    # the whole grid, two rows in two processes at once (each row's trials sequential);
+    # the row tuned already keeps its study: nothing of it runs again
     first = CliRunner().invoke(main, ["tune", str(path), "--jobs", "2"])
     assert first.exit_code == 0, first.output
     chosen = yaml.safe_load((tmp_path / "tune" / "chosen.yaml").read_text())
@@ -167,6 +173,28 @@ def test_a_restarted_tune_runs_the_settings_an_uninterrupted_one_would(wide_fold
     (line,) = [x for x in table.stdout.splitlines() if x.startswith("| linear-probe |")]
     best = max(t.value for t in trials)
     assert line.startswith("| linear-probe | 3 / 0 | ") and f"| {100 * best:.1f} | 0 / 0 |" in line
+    # the protocol's time, estimated from a timing tune (here: the same tune's trials)
+    sys.path.insert(0, str(script.parent))
+    try:
+        import protocol_time
+    finally:
+        sys.path.remove(str(script.parent))
+    assert protocol_time.budget_epochs(tmp_path / "tune", 3, 0) == {"linear-probe": [1, 1, 1]}
+    assert protocol_time.schedule([5.0, 3.0, 3.0, 1.0], 2) == 6.0  # 5+1 | 3+3
+    timing = protocol_time.timing_by_row(tmp_path / "tune")["linear-probe"]
+    dirs = sorted((tmp_path / "tune" / "trials").iterdir())
+    assert timing.train_epoch == pytest.approx(
+        sum(protocol_time.row_timing(d).train_epoch for d in dirs) / 3
+    )
+    estimate = subprocess.run(
+        [sys.executable, str(script.parent / "protocol_time.py"), str(tmp_path / "tune"),
+         str(tmp_path / "tune"), "--jobs", "1", "--trials", "3"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert estimate.returncode == 0, estimate.stderr[-2000:]
+    (row,) = [x for x in estimate.stdout.splitlines() if x.startswith("| linear-probe |")]
+    tune_minutes = 3 * (timing.fixed + timing.train_epoch + timing.eval_pass) / 60
+    assert row.split(" | ")[3:5] == ["3 (3)", f"{tune_minutes:.1f}"]
 
 
 def test_a_tuning_process_that_dies_is_one_line_and_the_same_command_finishes(
