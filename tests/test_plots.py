@@ -119,3 +119,12 @@ def test_runs_evaluated_once_draw_no_convergence_figure(figures, tmp_path):
     runs = pd.DataFrame([{"row": "row 0", "run_dir": str(run_dir)}])
     assert plots.convergence(runs, tmp_path / "out", "c", "title") == []
     assert not figures and not (tmp_path / "out").exists()
+
+
+def test_memory_bars_say_which_rows_trained_no_model(figures, tmp_path):
+    part = rows([71.4, 64.1, 30.0], [2.85e6, 7e4, 0.0])
+    part.loc[2, "memory.peak_mb:mean"] = np.nan  # a raw-pixel row: nothing on the device
+    plots.memory_bars(part, tmp_path, "m", "title")
+    (ax,) = figures[0].axes
+    assert [t.get_text() for t in ax.texts] == ["100 (100%)", "300 (300%)", "no model trained"]
+    assert ax.texts[2].xy == (0, 2)

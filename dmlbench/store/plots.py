@@ -215,6 +215,10 @@ def memory_bars(
     if reference:
         ax.axvline(reference, color="#d95f02", lw=0.8, ls=":")
     for y, value in enumerate(values):
+        if np.isnan(value):  # raw pixels, outside embeddings: no bar, and say why
+            ax.annotate("no model trained", (0, y), fontsize=FONT - 1, xytext=(3, 0),
+                        va="center", textcoords="offset points", color="#7f7f7f")  # fmt: skip
+            continue
         text = f"{value:.0f}" + (f" ({100 * value / reference:.0f}%)" if reference else "")
         ax.annotate(text, (value, y), fontsize=FONT - 1, xytext=(3, 0), va="center",
                     textcoords="offset points",
