@@ -138,6 +138,11 @@ def main() -> None:
 
     chosen = yaml.safe_load((args.tune_dir / "chosen.yaml").read_text())
     seeds = len(chosen["seeds"])
+    labels = [m["label"] for m in chosen["methods"]]
+    for name in args.skip:
+        if name not in labels:
+            parser.error(f"--skip {name!r}: no such row in {args.tune_dir / 'chosen.yaml'}; "
+                         f"its rows: {', '.join(map(repr, labels))}")  # fmt: skip
     rows = [m for m in chosen["methods"] if m["label"] not in args.skip]
     timing = timing_by_row(args.timing_dir)
     epochs = budget_epochs(args.tune_dir, args.trials, args.seed)
