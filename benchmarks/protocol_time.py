@@ -32,13 +32,15 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
+from statistics import fmean
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tuning_table import trial_dirs  # noqa: E402 - the benchmarks folder is not a package
+# the benchmarks folder is not a package
+from tuning_table import budget_by_row, epoch_records, trial_dirs  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,7 @@ def row_timing(run_dir: Path) -> RowTiming:
     """From a 1-epoch timing trial: its wall time split into training, one evaluation
     and the rest."""
     summary = json.loads((run_dir / "summary.json").read_text())
-    records = [json.loads(line) for line in (run_dir / "epochs.jsonl").read_text().splitlines()
-               if line.strip()]  # fmt: skip
+    records = epoch_records(run_dir)
     train = sum(r.get("train_seconds", 0.0) for r in records) / len(records)
     evaluation = sum(r.get("eval_seconds", 0.0) for r in records) / len(records)
     wall = summary["time"]["wall_seconds"]
@@ -68,34 +69,17 @@ def timing_by_row(timing_dir: Path) -> dict[str, RowTiming]:
     for label, run_dir in trial_dirs(timing_dir / "trials").items():
         trials.setdefault(label.rsplit(" trial ", 1)[0], []).append(row_timing(run_dir))
     return {
-        row: RowTiming(*(sum(values) / len(values) for values in zip(*(
-            (t.fixed, t.train_epoch, t.eval_pass) for t in timings), strict=True)))
+        row: RowTiming(*map(fmean, zip(*map(astuple, timings), strict=True)))
         for row, timings in trials.items()
-    }  # fmt: skip
+    }
 
 
 def budget_epochs(tune_dir: Path, trials: int, seed: int) -> dict[str, list[int]]:
     """Row → the epochs each of its budget trials trained (complete: all; pruned: until
     the pruner stopped it), from the tune's studies."""
-    import optuna
-
-    from dmlbench.registry import get_method
-    from dmlbench.run.tune import N_STARTUP, _budget_trials, startup_draws
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = f"sqlite:///{tune_dir / 'studies.db'}"
-    methods = {}
-    for label, run_dir in trial_dirs(tune_dir / "trials").items():
-        row = label.rsplit(" trial ", 1)[0]
-        methods.setdefault(row, yaml.safe_load((run_dir / "config.yaml").read_text())["method"])
-    epochs = {}
-    for summary in optuna.get_all_study_summaries(storage):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        row = summary.study_name.split("@", 1)[0].replace("_", " ")
-        space = get_method(methods[row]).search_space()
-        draws = startup_draws(space, seed, min(trials, N_STARTUP))
-        epochs[row] = [len(t.intermediate_values) for t in _budget_trials(study, draws)]
-    return epochs
+    dirs = trial_dirs(tune_dir / "trials")
+    return {row: [len(t.intermediate_values) for t in counted]
+            for row, _, counted in budget_by_row(tune_dir, dirs, trials, seed)}  # fmt: skip
 
 
 def schedule(durations: list[float], workers: int) -> float:

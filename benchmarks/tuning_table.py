@@ -25,13 +25,18 @@ from pathlib import Path
 import yaml
 
 
-def trial_seconds(run_dir: Path) -> float:
-    """Training and evaluation time of one trial run, from its epoch records."""
+def epoch_records(run_dir: Path) -> list[dict]:
+    """A run's epoch records (none if it wrote none)."""
     path = run_dir / "epochs.jsonl"
     if not path.exists():
-        return 0.0
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return sum(r.get("train_seconds", 0.0) + r.get("eval_seconds", 0.0) for r in records)
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def trial_seconds(run_dir: Path) -> float:
+    """Training and evaluation time of one trial run, from its epoch records."""
+    return sum(r.get("train_seconds", 0.0) + r.get("eval_seconds", 0.0)
+               for r in epoch_records(run_dir))  # fmt: skip
 
 
 def trial_dirs(trials: Path) -> dict[str, Path]:
@@ -62,8 +67,7 @@ def draw_curves(chosen: dict[str, Path], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(WIDE, 3.0))
     for i, (row, run_dir) in enumerate(chosen.items()):
-        lines = (run_dir / "epochs.jsonl").read_text().splitlines()
-        records = [json.loads(line) for line in lines if line.strip()]
+        records = epoch_records(run_dir)
         colour, marker = style(i)
         for ax, key in zip(axes, ("map@r", "recall@1"), strict=True):
             points = [(r["epoch"], 100 * r[key]) for r in records if key in r]
@@ -104,12 +108,27 @@ def row_method(dirs: dict[str, Path], row: str) -> str | None:
     return yaml.safe_load((run_dir / "config.yaml").read_text())["method"]
 
 
-def main() -> None:
+def budget_by_row(tune_dir: Path, dirs: dict[str, Path], trials: int, seed: int):
+    """Each tuned row with its study and the trials its budget counted (one per slot, the
+    seed's draw for it; failed and repeated trials left out), in the studies' order."""
     import optuna
-    from optuna.trial import TrialState
 
     from dmlbench.registry import get_method
     from dmlbench.run.tune import N_STARTUP, _budget_trials, startup_draws
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{tune_dir / 'studies.db'}"
+    for summary in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        row = summary.study_name.split("@", 1)[0].replace("_", " ")
+        method = row_method(dirs, row)
+        space = get_method(method).search_space() if method else {}
+        draws = startup_draws(space, seed, min(trials, N_STARTUP))
+        yield row, study, _budget_trials(study, draws)
+
+
+def main() -> None:
+    from optuna.trial import TrialState
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tune_dir", type=Path)
@@ -117,7 +136,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the tune's sampler seed")
     parser.add_argument("--curves", type=Path, default=None, help="PNG of the chosen trials")
     args = parser.parse_args()
-    storage = f"sqlite:///{args.tune_dir / 'studies.db'}"
     dirs = trial_dirs(args.tune_dir / "trials")
     seconds = seconds_by_row(dirs)
     chosen: dict[str, Path] = {}
@@ -125,13 +143,7 @@ def main() -> None:
           "| not counted (failed / repeated) | run time (min) |")  # fmt: skip
     print("|---|---|---|---|---|---|")
     total = 0.0
-    for summary in optuna.get_all_study_summaries(storage):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        row = summary.study_name.split("@", 1)[0].replace("_", " ")
-        method = row_method(dirs, row)
-        space = get_method(method).search_space() if method else {}
-        draws = startup_draws(space, args.seed, min(args.trials, N_STARTUP))
-        counted = _budget_trials(study, draws)
+    for row, study, counted in budget_by_row(args.tune_dir, dirs, args.trials, args.seed):
         complete = [t for t in counted if t.state == TrialState.COMPLETE]
         pruned = [t for t in counted if t.state == TrialState.PRUNED]
         failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))

@@ -612,10 +612,7 @@ def tune(grid_file, method, opts, dataset, backbone, label, config_file, trials,
     if grid_file is not None:
         if method or opts:
             raise UserError("dmlbench tune: give a sweep file or --method, not both")
-        from dmlbench.run.sweep import select_rows
-
-        bases, block, test_output, seeds = _tune_grid(grid_file)
-        bases = select_rows(bases, only, skip, grid_file, config_of=lambda config: config)
+        bases, block, test_output, seeds = _tune_grid(grid_file, only, skip)
         out = Path(output or block.pop("output", "results/tune"))
         block.pop("output", None)
         settings = TuneSettings(**{**block, **flags})
@@ -641,13 +638,15 @@ def tune(grid_file, method, opts, dataset, backbone, label, config_file, trials,
                f"`dmlbench sweep {path}`")  # fmt: skip
 
 
-def _tune_grid(grid_file: Path) -> tuple[list, dict, str, list[int]]:
+def _tune_grid(
+    grid_file: Path, only: tuple[str, ...], skip: tuple[str, ...]
+) -> tuple[list, dict, str, list[int]]:
     """The method rows of a sweep file (one per label × dataset × backbone; its seeds are
-    for the test runs) and its ``tune:`` block."""
+    for the test runs), less those ``only``/``skip`` leave out, and its ``tune:`` block."""
     import dataclasses
 
     from dmlbench.config import read_yaml
-    from dmlbench.run.sweep import read_sweep
+    from dmlbench.run.sweep import read_sweep, select_rows
 
     grid = read_yaml(grid_file)
     block = dict(grid.get("tune") or {})
@@ -657,7 +656,7 @@ def _tune_grid(grid_file: Path) -> tuple[list, dict, str, list[int]]:
         raise UserError(f"{grid_file}: unknown key tune.{unknown[0]}; valid keys: "
                         f"{', '.join(sorted(valid))}")  # fmt: skip
     seen, bases = set(), []
-    for run in read_sweep(grid_file):
+    for run in select_rows(read_sweep(grid_file), only, skip, grid_file):
         c = dataclasses.replace(run.config, seed=0)
         key = (c.label, c.method, str(c.method_options), c.dataset, c.backbone)
         if key not in seen:

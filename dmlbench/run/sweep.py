@@ -57,7 +57,7 @@ class PlannedRun:
     @property
     def title(self) -> str:
         c = self.config
-        return f"{c.label or c.method} seed {c.seed} on {c.dataset} ({c.backbone})"
+        return f"{row_label(c)} seed {c.seed} on {c.dataset} ({c.backbone})"
 
 
 def read_sweep(path: Path) -> list[PlannedRun]:
@@ -98,13 +98,12 @@ def row_label(config: RunConfig) -> str:
 
 
 def select_rows(
-    configs: list, only: tuple[str, ...], skip: tuple[str, ...], source: Path,
-    config_of: Callable = lambda item: item.config,
-) -> list:  # fmt: skip
-    """The items whose row is named by ``only`` (every row when empty), less the rows named
+    planned: list[PlannedRun], only: tuple[str, ...], skip: tuple[str, ...], source: Path
+) -> list[PlannedRun]:
+    """The runs whose row is named by ``only`` (every row when empty), less the rows named
     by ``skip``: part of a grid (say the paper's rows of a longer table) from the one file,
     so the studies, run keys and report stay those of the whole grid."""
-    labels = list(dict.fromkeys(row_label(config_of(item)) for item in configs))
+    labels = list(dict.fromkeys(row_label(run.config) for run in planned))
     unknown = [name for name in (*only, *skip) if name not in labels]
     if unknown:
         raise UserError(
@@ -112,11 +111,11 @@ def select_rows(
             + ", ".join(repr(label) for label in labels)
         )
 
-    def wanted(item) -> bool:
-        label = row_label(config_of(item))
+    def wanted(run: PlannedRun) -> bool:
+        label = row_label(run.config)
         return (not only or label in only) and label not in skip
 
-    kept = [item for item in configs if wanted(item)]
+    kept = [run for run in planned if wanted(run)]
     if not kept:
         raise UserError(f"{source}: --only/--skip leave no row to run")
     return kept
