@@ -64,7 +64,7 @@ def kill_moment(pid: int) -> str:
         return "before a checkpoint"
     if not (run_dir / "summary.json").exists():
         return "before its first summary"
-    if list((run_dir / "checkpoints").glob("step-*.pt")):
+    if list((run_dir / "checkpoints").glob("step-*.safetensors")):
         return "after a checkpoint"
     return "before a checkpoint"
 

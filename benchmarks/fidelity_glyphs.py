@@ -21,12 +21,12 @@ import yaml
 
 
 def o_share_from_checkpoint(run_dir: Path, alpha: float) -> float | None:
-    import torch
+    from dmlbench.train.checkpoint import load_latest
 
-    checkpoints = sorted((run_dir / "checkpoints").glob("step-*.pt"))
-    if not checkpoints:
+    payload = load_latest(run_dir, move_bad=False)
+    if payload is None:
         return None
-    state = torch.load(checkpoints[-1], map_location="cpu", weights_only=False)["model"]
+    state = payload["trainer"]["model"] if "trainer" in payload else payload["model"]
     if "semantic.memory" not in state:
         return None
     o = alpha * state["proxies"].float().norm(dim=1)

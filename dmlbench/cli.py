@@ -368,6 +368,26 @@ def show(run_dir, queries, k, seed) -> None:
         click.echo(str(path))
 
 
+@main.command("convert-state")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--trust", is_flag=True, help="You trust where these files came from.")
+def convert_state(files: tuple[Path, ...], trust: bool) -> None:
+    """Convert old-format checkpoints or pretraining state (pickles) to the data-only
+    format. Reading a pickle runs whatever code it holds: convert only files you trust."""
+    from dmlbench.train.convert import convert_trusted
+
+    if not trust:
+        raise UserError(
+            "convert-state reads pickles, which run any code they hold; pass --trust only "
+            "for files you or someone you trust made"
+        )
+    for path in files:
+        if not path.is_file():
+            raise UserError(f"{path}: no such file")
+    for path in files:
+        click.echo(f"{path} → {convert_trusted(path)}")
+
+
 @main.command()
 @click.argument("run_a", type=click.Path(path_type=Path))
 @click.argument("run_b", type=click.Path(path_type=Path))

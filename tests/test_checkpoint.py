@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from dmlbench.state_file import load_state, save_state
 from dmlbench.train.checkpoint import list_checkpoints
 
 EPOCHS = 3  # 3 steps per epoch on the tiny folder: 9 steps
@@ -54,7 +55,7 @@ def final_result(run_dir: Path) -> tuple[list[dict], dict[str, torch.Tensor]]:
         {k: v for k, v in json.loads(line).items() if not k.endswith(timing)}
         for line in (run_dir / "epochs.jsonl").read_text().splitlines()
     ]
-    last = torch.load(list_checkpoints(run_dir)[-1], weights_only=False)
+    last = load_state(list_checkpoints(run_dir)[-1])
     return records, last["trainer"]["model"]
 
 
@@ -79,7 +80,7 @@ def reference(glyph_folder, tmp_path_factory):
     [
         ("linear-probe", "step:2"),  # mid-epoch, between checkpoints of the first epoch
         ("linear-probe", "step:3"),  # the last step of an epoch, before its evaluation
-        ("linear-probe", "checkpoint-write:5"),  # inside torch.save of a checkpoint
+        ("linear-probe", "checkpoint-write:5"),  # inside the write of a checkpoint
         ("vptsp-g", "step:5"),  # host prompt bank, memory P, GRU dropout
         ("vpt", "checkpoint-write:4"),
     ],
@@ -115,8 +116,8 @@ def test_checkpoints_hold_only_what_trains_and_keep_the_newest(glyph_folder, tmp
     assert done.returncode == 0, done.stderr[-2000:]
     run_dir = only_run_dir(tmp_path)
     files = list_checkpoints(run_dir)
-    assert [p.name for p in files] == [f"step-{s:09d}.pt" for s in (1, 2, 3)]
-    state = torch.load(files[-1], weights_only=False)["trainer"]["model"]
+    assert [p.name for p in files] == [f"step-{s:09d}.safetensors" for s in (1, 2, 3)]
+    state = load_state(files[-1])["trainer"]["model"]
     # VPT on the glyph ViT (6 blocks): the deep prompts (a tensor per block), the head
     # and the proxies; no backbone tensor.
     assert sorted(state) == sorted([
@@ -134,9 +135,9 @@ def test_resume_refuses_other_backbone_weights_and_keeps_the_run(glyph_folder, t
     assert killed.returncode == -signal.SIGKILL
     run_dir = only_run_dir(tmp_path)
     newest = list_checkpoints(run_dir)[-1]
-    payload = torch.load(newest, weights_only=False)
+    payload = load_state(newest)
     payload["backbone_hash"] = "0" * 16
-    torch.save(payload, newest)
+    save_state(newest, payload)
     before = {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     refused = run_cli(["run", "--resume", str(run_dir)])
     assert refused.returncode == 2

@@ -157,6 +157,7 @@ def test_non_finite_loss_later_keeps_the_last_good_checkpoint(tiny_run_args, mon
 
     import dmlbench.run.execute
     from dmlbench.nn.losses import ProxyAnchorLoss
+    from dmlbench.state_file import load_state
     from dmlbench.train.checkpoint import list_checkpoints
 
     class NanFromStep4(ProxyAnchorLoss):
@@ -173,6 +174,7 @@ def test_non_finite_loss_later_keeps_the_last_good_checkpoint(tiny_run_args, mon
     assert result.exit_code == 1 and "loss is nan at step 4 (epoch 2)" in result.output
     (run_dir,) = (tmp_path / "runs").iterdir()
     # Steps 1-4 were good (step 3 ends epoch 1): their checkpoints stay, nothing after.
-    assert [p.name for p in list_checkpoints(run_dir)] == [f"step-{s:09d}.pt" for s in (1, 2, 3, 4)]
-    last = torch.load(list_checkpoints(run_dir)[-1], weights_only=False)
+    names = [p.name for p in list_checkpoints(run_dir)]
+    assert names == [f"step-{s:09d}.safetensors" for s in (1, 2, 3, 4)]
+    last = load_state(list_checkpoints(run_dir)[-1])
     assert all(torch.isfinite(v).all() for v in last["trainer"]["model"].values())

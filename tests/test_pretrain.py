@@ -52,7 +52,8 @@ def test_a_state_from_other_settings_is_refused_in_one_line(tmp_path):
     output = tmp_path / "b.safetensors"
     out = _pretrain_cli(output, {"DMLBENCH_KILL_AT": "pretrain-epoch:1"})
     assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
-    with pytest.raises(UserError, match=r"pretrain-state\.pt: .*settings lr.*delete the file"):
+    refused = r"pretrain-state\.safetensors: .*settings lr.*delete the file"
+    with pytest.raises(UserError, match=refused):
         pretrain(PretrainConfig(**{**TINY, "lr": 5e-4}), output, "test")
 
 

@@ -221,7 +221,9 @@ def open_run_dir(s: Session, resume: Path | None) -> None:
 def restore(s: Session, resume: Path | None) -> None:
     """Put back everything the newest checkpoint of a resumed run holds."""
     s.frozen_hash = backbone_hash(s.model)
-    payload = load_latest(s.writer.run_dir) if resume is not None else None
+    payload = None
+    if resume is not None:  # one process (rank 0) moves a bad checkpoint aside
+        payload = load_latest(s.writer.run_dir, announce=s.echo, move_bad=s.ctx.is_main)
     if payload is not None:
         check_backbone(s.model, payload, s.writer.run_dir)
         try:

@@ -84,7 +84,7 @@ def recompute_eval_sets(run_dir: Path, config: RunConfig, summary: dict, echo) -
     from dmlbench.train.checkpoint import check_backbone, load_latest
 
     session = build(config, lambda *_a, **_k: None)
-    payload = load_latest(run_dir)
+    payload = load_latest(run_dir, announce=echo, move_bad=False)  # show only reads
     if payload is not None:
         check_backbone(session.model, payload, run_dir)
         session.trainer.load_state_dict(_trainer_state(payload))

@@ -9,6 +9,12 @@ onto other weights is refused.
 
 Files are written to a temporary name and renamed (a kill mid-write leaves
 the previous checkpoint intact), and only the newest ``keep`` are kept.
+
+A checkpoint is data, never code (:mod:`dmlbench.state_file`: tensors in
+safetensors, the rest as JSON), since run directories are shared and read by
+others. Checkpoints of the old pickle format are refused with the command
+that converts one the user trusts. A checkpoint that cannot be read is
+announced and moved aside (never deleted), and the one before it is used.
 """
 
 from __future__ import annotations
@@ -26,9 +32,13 @@ from torch import nn
 
 from dmlbench.atomic import atomic_open
 from dmlbench.errors import UserError
+from dmlbench.state_file import CorruptState, load_state, state_bytes
 
 CHECKPOINT_DIR = "checkpoints"
-_NAME = re.compile(r"^step-(\d{9})\.pt$")
+_NAME = re.compile(r"^step-(\d{9})\.safetensors$")
+_PICKLED_NAME = re.compile(r"^step-(\d{9})\.pt$")  # dmlbench ≤ 0.2: torch.save pickles
+CORRUPT_SUFFIX = ".corrupt"
+CONVERT_COMMAND = "dmlbench convert-state"
 
 
 def frozen_names(model: nn.Module) -> set[str]:
@@ -76,34 +86,73 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR
 
 
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (temporary files of a killed write are ignored)."""
+def _by_step(run_dir: Path, pattern: re.Pattern) -> list[Path]:
     folder = checkpoint_dir(run_dir)
     if not folder.is_dir():
         return []
-    found = [p for p in folder.iterdir() if _NAME.match(p.name)]
-    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
+    found = [p for p in folder.iterdir() if pattern.match(p.name)]
+    return sorted(found, key=lambda p: int(pattern.match(p.name).group(1)))
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temporary files of a killed write, files
+    moved aside and old-format ones are not listed)."""
+    return _by_step(run_dir, _NAME)
 
 
 def save_checkpoint(run_dir: Path, global_step: int, payload: dict[str, Any], keep: int) -> Path:
-    folder = checkpoint_dir(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"step-{global_step:09d}.pt"
+    path = checkpoint_dir(run_dir) / f"step-{global_step:09d}.safetensors"
     with atomic_open(path, "wb") as f:
-        torch.save(payload, f)
+        f.write(state_bytes(payload))
         fault_point("checkpoint-write")
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        old.unlink(missing_ok=True)
+        old.unlink(missing_ok=True)  # only checkpoints this format's writer made
     return path
 
 
-def load_latest(run_dir: Path) -> dict[str, Any] | None:
-    """The newest readable checkpoint (a corrupt newest one falls back to the one before)."""
-    for path in reversed(list_checkpoints(run_dir)):
+def refuse_pickled(path: Path) -> None:
+    """An old-format (pickle) state file is never read: one line naming the command
+    that converts it, for a file the user trusts."""
+    raise UserError(
+        f"{path}: a state file of dmlbench's old format, a pickle, which can run code when "
+        f"read; if you trust where it came from, convert it with `{CONVERT_COMMAND} {path} "
+        "--trust` and run the command again"
+    )
+
+
+def _step(path: Path) -> int:
+    return int(re.search(r"step-(\d{9})", path.name).group(1))
+
+
+def move_aside(path: Path) -> Path:
+    """Rename an unreadable file out of the readers' way (kept for inspection)."""
+    aside = path.with_name(path.name + CORRUPT_SUFFIX)
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}{CORRUPT_SUFFIX}{n}")
+    path.replace(aside)
+    return aside
+
+
+def load_latest(run_dir: Path, announce=print, move_bad: bool = True) -> dict[str, Any] | None:
+    """The newest readable checkpoint. An unreadable one is announced (one line naming
+    it), moved aside (unless ``move_bad`` is off: a reader that only looks, such as
+    ``dmlbench show``) and the one before it used; with none left the run starts over,
+    and says so. A newest checkpoint of the old pickle format is refused."""
+    found = list_checkpoints(run_dir)
+    pickled = _by_step(run_dir, _PICKLED_NAME)
+    if pickled and (not found or _step(pickled[-1]) > _step(found[-1])):
+        refuse_pickled(pickled[-1])
+    for index in range(len(found) - 1, -1, -1):
+        path = found[index]
         try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception:  # noqa: BLE001 - a torn or foreign file: try the previous one
-            continue
+            return load_state(path)
+        except CorruptState as e:
+            moved = f"moved aside as {move_aside(path).name}; " if move_bad else ""
+            then = (f"using the older {found[index - 1].name}" if index else
+                    "no readable checkpoint is left: the run starts again from step 0")  # fmt: skip
+            announce(f"{path}: unreadable checkpoint ({e}); {moved}{then}")
     return None
 
 

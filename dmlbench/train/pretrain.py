@@ -34,7 +34,8 @@ from dmlbench.data.transforms import TransformSpec, train_transform
 from dmlbench.errors import UserError
 from dmlbench.nn.backbone import GLYPH_BACKBONE, GLYPH_BACKBONE_KWARGS, fold_stem_norms
 from dmlbench.progress import progress
-from dmlbench.train.checkpoint import fault_point
+from dmlbench.state_file import CorruptState, load_state, save_state
+from dmlbench.train.checkpoint import fault_point, move_aside, refuse_pickled
 from dmlbench.train.optim import cosine_schedule
 from dmlbench.train.pretrain_config import PretrainConfig
 from dmlbench.train.seeding import seed_everything
@@ -79,8 +80,8 @@ def pretrain(config: PretrainConfig, output: Path, command: str) -> dict:
     state_file = state_path(output)
     history: list[dict] = []
     seconds_before = 0.0
-    if state_file.exists():
-        state = _load_state(state_file, config, fingerprint)
+    state = _load_state(state_file, config, fingerprint)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -139,7 +140,7 @@ def pretrain(config: PretrainConfig, output: Path, command: str) -> dict:
 
 def state_path(output: Path) -> Path:
     """Where an unfinished pretraining keeps its state (beside the weights it writes)."""
-    return output.with_name(f"{output.stem}.pretrain-state.pt")
+    return output.with_name(f"{output.stem}.pretrain-state.safetensors")
 
 
 def _save_state(path, config, fingerprint, model, optimizer, scheduler, generator, history,
@@ -157,12 +158,24 @@ def _save_state(path, config, fingerprint, model, optimizer, scheduler, generato
         "history": history,
         "seconds": seconds,
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_state(path, state)
 
 
-def _load_state(path: Path, config: PretrainConfig, fingerprint: str) -> dict:
-    state = torch.load(path, weights_only=False)
+def _load_state(path: Path, config: PretrainConfig, fingerprint: str) -> dict | None:
+    """The unfinished pretraining's state, if there is a readable one (data only: an
+    old-format pickle beside it is refused, an unreadable file announced and moved aside)."""
+    pickled = path.with_suffix(".pt")
+    if pickled.exists() and not path.exists():
+        refuse_pickled(pickled)
+    if not path.exists():
+        return None
+    try:
+        state = load_state(path)
+    except CorruptState as e:
+        aside = move_aside(path)
+        print(f"{path}: unreadable pretraining state ({e}); moved aside as {aside.name}; "
+              "pretraining starts again from epoch 1", flush=True)  # fmt: skip
+        return None
     # where to stop is no part of what is trained
     saved, wanted = (dict(c, stop_after=None) for c in (state["config"], asdict(config)))
     if saved != wanted or state["data_fingerprint"] != fingerprint:
