@@ -216,3 +216,85 @@ def test_verify_lists_every_bad_file_and_runs_fail_or_skip(tmp_path, monkeypatch
     from dmlbench.store.results import load
 
     assert load(tmp_path / "runs").iloc[0]["skipped_bad_images"] == 2
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _prepare_cub(archive: Path, data: Path):
+    args = ["data", "prepare", "cub", "--from", str(archive), "--data-root", str(data)]
+    return CliRunner().invoke(main, args)
+
+
+def test_prepare_never_touches_a_folder_of_the_user_that_an_archive_also_names(
+    tmp_path, monkeypatch
+):
+    """An archive with a top-level `precious/` beside the dataset's folder: only the
+    dataset's folder comes in, the user's `precious/` is left as it was."""
+    source = fake_cub(tmp_path / "src")
+    (tmp_path / "src-precious").mkdir()
+    (tmp_path / "src-precious" / "x.txt").write_text("from the archive")
+    archive = tmp_path / "cub.tgz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(source, arcname="CUB_200_2011")
+        tf.add(tmp_path / "src-precious", arcname="precious")
+    data = tmp_path / "data"
+    (data / "precious").mkdir(parents=True)
+    (data / "precious" / "thesis.tex").write_text("years of work")
+    monkeypatch.setenv(UNCHECKED_COUNTS_ENV, "1")
+    result = _prepare_cub(archive, data)
+    assert result.exit_code == 0, result.output
+    assert "left out precious" in result.output
+    assert _tree(data / "precious") == {"thesis.tex": b"years of work"}
+    assert CUB(data / "CUB_200_2011").is_present()
+    assert sorted(p.name for p in data.iterdir()) == ["CUB_200_2011", "precious"]
+
+
+def test_prepare_refuses_to_replace_a_dataset_folder_with_other_content(tmp_path, monkeypatch):
+    monkeypatch.setenv(UNCHECKED_COUNTS_ENV, "1")
+    first, second = tmp_path / "a.tgz", tmp_path / "b.tgz"
+    first.write_bytes(tgz_of(fake_cub(tmp_path / "src-a"), "CUB_200_2011"))
+    other = fake_cub(tmp_path / "src-b")
+    (other / "images.txt").write_text((other / "images.txt").read_text() + "\n")  # other bytes
+    second.write_bytes(tgz_of(other, "CUB_200_2011"))
+    data = tmp_path / "data"
+    assert _prepare_cub(first, data).exit_code == 0
+    before = _tree(data)
+    again = _prepare_cub(first, data)  # the same archive again: a verified copy, no change
+    assert again.exit_code == 0, again.output
+    assert _tree(data) == before
+    refused = _prepare_cub(second, data)
+    assert refused.exit_code == 2
+    (line,) = refused.output.strip().splitlines()
+    assert "CUB_200_2011/images.txt: exists with other bytes than b.tgz's copy" in line
+    assert "nothing was changed" in line
+    assert _tree(data) == before  # and no staging folder is left behind
+    assert sorted(p.name for p in data.iterdir()) == ["CUB_200_2011"]
+
+
+def test_prepare_refuses_to_replace_a_plain_file_with_other_content(tmp_path, monkeypatch):
+    monkeypatch.setenv(UNCHECKED_COUNTS_ENV, "1")
+    root = tmp_path / "data" / "InShop"
+    root.mkdir(parents=True)
+    (root / "list_eval_partition.txt").write_text("the user's own edit")
+    given = tmp_path / "list_eval_partition.txt"
+    given.write_text("another partition")
+    args = ["data", "prepare", "inshop", "--from", str(given),
+            "--data-root", str(tmp_path / "data")]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "exists with other bytes" in result.output
+    assert (root / "list_eval_partition.txt").read_text() == "the user's own edit"
+    assert [p.name for p in root.iterdir()] == ["list_eval_partition.txt"]
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.9])
+def test_a_truncated_archive_is_one_line_and_unpacks_nothing(tmp_path, cut):
+    blob = tgz_of(fake_cub(tmp_path / "src"), "CUB_200_2011")
+    archive = tmp_path / "cut.tgz"
+    archive.write_bytes(blob[: int(len(blob) * cut)])
+    result = _prepare_cub(archive, tmp_path / "data")
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert "cut.tgz: truncated or corrupt archive" in line and "download it again" in line
+    assert list((tmp_path / "data").iterdir()) == []

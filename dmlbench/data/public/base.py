@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from tqdm import tqdm
+
 from dmlbench.data.image_list import ImageRecord
-from dmlbench.data.public.fetch import Source, download, safe_extract
+from dmlbench.data.public.fetch import Source, download, merge_plan, safe_extract
 from dmlbench.data.spec import DatasetSpec
 from dmlbench.errors import UserError
 from dmlbench.paths import data_root
@@ -83,21 +86,39 @@ class PublicDataset(DatasetSpec):
         )
 
     def prepare(self, files: list[Path]) -> None:
-        """Unpack archives and copy plain files into place, then check the layout."""
-        unpack_into = self.root.parent if self.archives_unpack_into == "parent" else self.root
+        """Unpack archives and copy plain files into the dataset's own folder, then check
+        the layout. Nothing outside that folder is touched, and nothing in it that
+        exists is overwritten or removed (a file with other bytes stops it, in one line)."""
         for file in files:
-            if not file.exists():
+            if not file.is_file():
                 raise UserError(f"--from {file}: no such file")
+        for file in files:
             if file.suffix in (".zip", ".tgz", ".gz", ".tar"):
-                safe_extract(file, unpack_into)
+                self._unpack(file)
             else:
-                self.root.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(file, self.root / file.name)
+                self._copy_in(file)
         if not self.is_present():
             raise UserError(
                 f"dataset {self.name}: after preparing, {self.root / self.index_file} is still "
                 f"missing; {self.manual_text() if self.manual else 'check the archive'}"
             )
+
+    def _unpack(self, archive: Path) -> None:
+        if self.archives_unpack_into == "root":
+            safe_extract(archive, self.root)
+            return
+        left_out = safe_extract(archive, self.root.parent, keep=lambda name: name == self.folder)
+        if left_out:
+            tqdm.write(f"{archive.name}: left out {', '.join(left_out)} (not part of "
+                       f"{self.folder}/)")  # fmt: skip
+
+    def _copy_in(self, file: Path) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.root, prefix=".copy-") as tmp:
+            staged = Path(tmp) / file.name
+            shutil.copy2(file, staged)
+            for source, destination in merge_plan(staged, self.root / file.name, file):
+                source.replace(destination)
 
     def split_sizes(self) -> dict[str, tuple[int, int]]:
         return self.counts.splits

@@ -9,13 +9,15 @@ applied on top).
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
-import shutil
 import tarfile
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -127,35 +129,73 @@ def _extract_tar(tf: tarfile.TarFile, members: list, staging: Path, name: str) -
         tf.extract(member, staging, set_attrs=False)
 
 
-def safe_extract(archive: Path, target: Path) -> None:
-    """Extract a .tar(.gz) or .zip into ``target``: all or nothing, no links, no escapes."""
+def safe_extract(
+    archive: Path, target: Path, keep: Callable[[str], bool] = lambda _: True
+) -> list[str]:
+    """Extract a .tar(.gz) or .zip into ``target``: all or nothing, no links, no escapes,
+    nothing that exists overwritten or removed.
+
+    The archive is unpacked into a staging folder inside ``target``; then only the
+    top-level entries ``keep`` accepts are merged in (returns the names left out). A
+    file already there with the same bytes is left as it is; one with other bytes, or a
+    file where a folder would go, stops everything before anything moved."""
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target, prefix=".extract-") as tmp:
         staging = Path(tmp)
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                for info in zf.infolist():
-                    link = (info.external_attr >> 16) & 0o170000 == 0o120000
-                    _check_member(info.filename, link, archive)
-                for info in progress_bar(
-                    zf.infolist(), desc=f"extracting {archive.name}", unit="file"
-                ):
-                    zf.extract(info, staging)
-        elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as tf:
-                members = tf.getmembers()
-                for m in members:
-                    _check_member(m.name, m.issym() or m.islnk(), archive)
-                    if not (m.isfile() or m.isdir()):
-                        raise UserError(f"{archive}: refusing to extract special file {m.name!r}")
-                _extract_tar(tf, members, staging, archive.name)
-        else:
-            raise UserError(f"{archive}: not a .tar, .tar.gz, .tgz or .zip archive")
-        for entry in staging.iterdir():
-            destination = target / entry.name
-            if destination.exists():
-                if destination.is_dir():
-                    shutil.rmtree(destination)
-                else:
-                    destination.unlink()
-            entry.replace(destination)
+        try:
+            _extract_checked(archive, staging)
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as e:
+            raise UserError(
+                f"{archive}: truncated or corrupt archive ({e or type(e).__name__}); "
+                "download it again (nothing was unpacked)"
+            ) from None
+        entries = sorted(staging.iterdir())
+        kept = [entry for entry in entries if keep(entry.name)]
+        moves = [move for entry in kept for move in merge_plan(entry, target / entry.name, archive)]
+        for source, destination in moves:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            source.replace(destination)
+        return [entry.name for entry in entries if not keep(entry.name)]
+
+
+def _extract_checked(archive: Path, staging: Path) -> None:
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                link = (info.external_attr >> 16) & 0o170000 == 0o120000
+                _check_member(info.filename, link, archive)
+            for info in progress_bar(zf.infolist(), desc=f"extracting {archive.name}", unit="file"):
+                zf.extract(info, staging)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            members = tf.getmembers()
+            for m in members:
+                _check_member(m.name, m.issym() or m.islnk(), archive)
+                if not (m.isfile() or m.isdir()):
+                    raise UserError(f"{archive}: refusing to extract special file {m.name!r}")
+            _extract_tar(tf, members, staging, archive.name)
+    else:
+        raise UserError(f"{archive}: not a .tar, .tar.gz, .tgz or .zip archive")
+
+
+def merge_plan(source: Path, destination: Path, archive: Path) -> list[tuple[Path, Path]]:
+    """The (file, where it goes) moves that merge ``source`` into ``destination``
+    without changing anything there; a conflict is one line naming the file."""
+    if source.is_dir():
+        if destination.exists() and not destination.is_dir():
+            raise _conflict(destination, f"is a file where {archive.name} has a folder")
+        return [move for child in sorted(source.iterdir())
+                for move in merge_plan(child, destination / child.name, archive)]  # fmt: skip
+    if destination.is_dir():
+        raise _conflict(destination, f"is a folder where {archive.name} has a file")
+    if destination.exists():
+        if filecmp.cmp(source, destination, shallow=False):
+            return []  # the same bytes: already in place
+        raise _conflict(destination, f"exists with other bytes than {archive.name}'s copy")
+    return [(source, destination)]
+
+
+def _conflict(path: Path, what: str) -> UserError:
+    return UserError(
+        f"{path}: {what}; nothing was changed (move it away, or give another --data-root)"
+    )
