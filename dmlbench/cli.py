@@ -550,6 +550,7 @@ def sweep(
         f"sweep {grid_file}: {counts['finished']} finished now, {counts['skipped']} already, "
         f"{counts['failed']} failed"
         + (f", {counts['stalled']} stalled" if counts["stalled"] else "")
+        + (f", {counts['elsewhere']} left to other processes" if counts["elsewhere"] else "")
     )
     if counts["failed"] or counts["stalled"]:
         sys.exit(1)

@@ -8,6 +8,7 @@ flag or the YAML says otherwise. The resolved config is stored with the run.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,7 @@ import yaml
 from dmlbench.data.spec import DatasetSpec
 from dmlbench.errors import UserError
 from dmlbench.options import build_options, option
+from dmlbench.textfile import read_text
 
 R = "[default: the dataset's recipe]"
 
@@ -120,35 +122,75 @@ class RunConfig:
     mlflow_experiment: str = option("dmlbench", "MLflow experiment name.")
 
     def __post_init__(self) -> None:
-        if self.epochs is not None and self.epochs < 0:
+        for key, (low, low_open, high, high_open, meaning) in _BOUNDS.items():
+            value = getattr(self, key)
+            if value is None:
+                continue
+            inside = math.isfinite(value) and (value > low if low_open else value >= low)
+            if high is not None:
+                inside = inside and (value < high if high_open else value <= high)
+            if not inside:
+                bound = f"{'>' if low_open else '≥'} {low:g}" if math.isfinite(low) else "finite"
+                if high is not None:
+                    bound += f" and {'<' if high_open else '≤'} {high:g}"
+                raise ValueError(f"{key} must be {bound}{meaning}, got {value}")
+        if has_credentials(self.mlflow_uri):
             raise ValueError(
-                f"epochs must be ≥ 0 (0 = evaluate without training), got {self.epochs}"
+                "mlflow_uri must not carry credentials (they would be stored with the run); "
+                "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead"
             )
-        positive = ["batch_size", "images_per_class", "embedding_dim", "eval_batch_size"]
-        for key in positive:
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise ValueError(f"{key} must be ≥ 1, got {value}")
-        for key in ("lr", "proxy_lr"):
-            value = getattr(self, key)
-            if value is not None and value <= 0:
-                raise ValueError(f"{key} must be > 0, got {value}")
-        for key in ("weight_decay", "proxy_weight_decay", "lr_min", "grad_clip"):
-            value = getattr(self, key)
-            if value is not None and value < 0:
-                raise ValueError(f"{key} must be ≥ 0, got {value}")
-        if self.cosine_epochs is not None and self.cosine_epochs < 1:
-            raise ValueError(f"cosine_epochs must be ≥ 1, got {self.cosine_epochs}")
-        if self.checkpoint_every < 0:
-            raise ValueError(
-                f"checkpoint_every must be ≥ 0 (0 = at epoch ends), got {self.checkpoint_every}"
-            )
-        if self.keep_checkpoints < 1:
-            raise ValueError(f"keep_checkpoints must be ≥ 1, got {self.keep_checkpoints}")
-        if self.eval_every is not None and self.eval_every < 0:
-            raise ValueError(f"eval_every must be ≥ 0 (0 = only at the end), got {self.eval_every}")
         if not isinstance(self.method_options, dict):
             raise ValueError("method_options must be a mapping of option name to value")
+
+
+# key: (low, low excluded, high or None, high excluded, what a bound value means)
+_BOUNDS: dict[str, tuple[float, bool, float | None, bool, str]] = {
+    "epochs": (0, False, None, False, " (0 = evaluate without training)"),
+    "batch_size": (1, False, None, False, ""),
+    "images_per_class": (1, False, None, False, ""),
+    "embedding_dim": (1, False, None, False, ""),
+    "eval_batch_size": (1, False, None, False, ""),
+    "image_cache": (1, False, None, False, ""),
+    "lr": (0, True, None, False, ""),
+    "proxy_lr": (0, True, None, False, ""),
+    "weight_decay": (0, False, None, False, ""),
+    "proxy_weight_decay": (0, False, None, False, ""),
+    "lr_min": (0, False, None, False, ""),
+    "grad_clip": (0, False, None, False, " (0 = no clipping)"),
+    "momentum": (0, False, 1, True, ""),
+    "warmup_epochs": (0, False, None, False, ""),
+    "loss_alpha": (0, True, None, False, ""),
+    "loss_margin": (-math.inf, False, None, False, ""),
+    "val_fraction": (0, True, 1, True, ""),
+    "cosine_epochs": (1, False, None, False, ""),
+    "checkpoint_every": (0, False, None, False, " (0 = at epoch ends)"),
+    "keep_checkpoints": (1, False, None, False, ""),
+    "eval_every": (0, False, None, False, " (0 = only at the end)"),
+    "num_workers": (0, False, None, False, " (0 = load in the main process)"),
+}
+
+
+def has_credentials(uri: str | None) -> bool:
+    from urllib.parse import urlsplit
+
+    return bool(uri) and "@" in (urlsplit(uri).netloc or "")
+
+
+def take_credentials(uri: str | None) -> str | None:
+    """``uri`` without its ``user:password@`` part, which goes to MLflow's own environment
+    variables of this process (and so of the runs a sweep starts) unless they are set:
+    a credential is never stored, printed or logged as a parameter."""
+    import os
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    if not has_credentials(uri):
+        return uri
+    parts = urlsplit(uri)
+    if parts.username:
+        os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(parts.username))
+    if parts.password:
+        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", unquote(parts.password))
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
@@ -156,9 +198,7 @@ CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
 
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+        data = yaml.safe_load(read_text(path))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -174,9 +214,17 @@ def make_config(yaml_path: Path | None, overrides: dict[str, Any]) -> RunConfig:
     """YAML values, overridden by the non-None CLI values; types and ranges checked."""
     values = read_yaml(yaml_path) if yaml_path else {}
     owner = f"config {yaml_path}" if yaml_path else "config"
-    options = dict(values.get("method_options") or {})
-    options.update(overrides.pop("method_options", None) or {})
+    options: dict[str, Any] = {}
+    for given in (values.get("method_options"), overrides.pop("method_options", None)):
+        if given and not isinstance(given, dict):
+            raise UserError(
+                f"{owner}: method_options must be a mapping such as {{layers: 6}}, "
+                f"not {type(given).__name__} {given!r}"
+            )
+        options.update(given or {})
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(values.get("mlflow_uri"), str):
+        values["mlflow_uri"] = take_credentials(values["mlflow_uri"])
     if options:
         values["method_options"] = options
     return build_options(RunConfig, values, owner=owner)

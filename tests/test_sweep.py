@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -291,3 +292,50 @@ def test_parallel_runs_share_the_cores_instead_of_oversubscribing(jobs, cores, e
     }
     # a thread count the user chose is theirs
     assert thread_env(jobs, {"OMP_NUM_THREADS": "3"}, cores) == {"OMP_NUM_THREADS": "3"}
+
+
+def test_two_sweeps_started_at_once_train_every_run_exactly_once(glyph_folder, tmp_path):
+    """Each run of the grid is claimed by one sweep (an OS lock, gone with its process):
+    the other leaves it, so no run is trained twice nor in two directories."""
+    import subprocess
+    import sys
+
+    grid = grid_file(tmp_path, glyph_folder, "  - {label: Linear probe, method: linear-probe}\n"
+                     "  - {label: BitFit, method: bitfit}\n")  # fmt: skip
+    command = [sys.executable, "-m", "dmlbench", "sweep", grid]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    sweeps = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env) for _ in range(2)]  # fmt: skip
+    outputs = [s.communicate(timeout=600)[0] for s in sweeps]
+    assert [s.returncode for s in sweeps] == [0, 0], outputs
+    finished_now = [int(out.strip().splitlines()[-1].split(": ")[1].split()[0]) for out in outputs]
+    assert sum(finished_now) == 4, outputs  # 2 rows × 2 seeds, each trained once
+    summaries = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/summary.json")]
+    assert len(summaries) == 4 and all(s["status"] == "finished" for s in summaries)
+    assert all(s["resumed"] == 0 for s in summaries)  # nobody continued another's run
+    keys = [r.key for r in read_sweep(Path(grid))]
+    from dmlbench.run.sweep import finished_keys
+
+    assert sorted(finished_keys(tmp_path / "runs")) == sorted(keys)
+
+
+def test_a_run_dir_trained_by_a_live_process_is_refused_to_a_second(tiny_run_args, tmp_path):
+    from dmlbench.run.lock import RUN_LOCK, try_lock
+
+    done = CliRunner().invoke(main, [*tiny_run_args, "--epochs", "0"])
+    assert done.exit_code == 0, done.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "running"}))
+    def files() -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in run_dir.iterdir() if p.name != RUN_LOCK}
+
+    before = files()
+    held = try_lock(run_dir / RUN_LOCK)  # this test process is "the trainer"
+    try:
+        refused = CliRunner().invoke(main, ["run", "--resume", str(run_dir)])
+    finally:
+        held.release()
+    assert refused.exit_code == 2
+    assert f"pid {os.getpid()} is training this run now" in refused.output
+    assert files() == before

@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from dmlbench.atomic import write_json_atomic
-from dmlbench.data.image_list import ImageRecord
+from dmlbench.data.image_list import ImageRecord, LossyImageMode, to_rgb
 from dmlbench.paths import cache_root
 from dmlbench.progress import progress as progress_bar
 
@@ -29,8 +29,10 @@ def decode_error(path: Path, full: bool = True) -> str | None:
             if not full:
                 im.draft("RGB", (im.width // 8 or 1, im.height // 8 or 1))
             im.load()
-            im.convert("RGB")
+            to_rgb(im)
         return None
+    except LossyImageMode as e:
+        return f"{e}; save it as 8-bit RGB (or grayscale)"
     except Exception as e:  # PIL raises many types for broken files
         return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip()
 

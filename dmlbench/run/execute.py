@@ -36,6 +36,7 @@ from dmlbench.run.data import (
     split_records,
     usable_records,
 )
+from dmlbench.run.lock import RUN_LOCK, Lock, holder, try_lock
 from dmlbench.run.record import Progress, best_over_epochs, epoch_line
 from dmlbench.store.embeddings import EvalSet, save_eval_sets
 from dmlbench.store.loggers import Loggers, check_installed, make_loggers
@@ -97,7 +98,13 @@ def create_run_dir(config: RunConfig) -> Path:
     continues it with ``--resume``), so the run's log file can live inside it.
     """
     dataset = config.dataset.replace(":", "_").replace("/", "_")
-    run_dir = new_run_dir(Path(config.output), f"{config.method}-{dataset}-s{config.seed}")
+    try:
+        run_dir = new_run_dir(Path(config.output), f"{config.method}-{dataset}-s{config.seed}")
+    except OSError as e:
+        raise UserError(
+            f"output {config.output}: cannot create a run directory there ({e.strerror or e}); "
+            "give a writable folder with a shorter path (--output)"
+        ) from None
     RunWriter(run_dir).write_config(to_yaml(config))
     return run_dir
 
@@ -129,6 +136,7 @@ class Session:
     wall: Stopwatch = field(default_factory=Stopwatch)
     on_epoch: Callable[[dict], None] | None = None
     loggers: Loggers = field(default_factory=lambda: Loggers([]))
+    owner: Lock | None = None  # the run directory's lock, held while this process trains it
 
     @property
     def amp(self) -> torch.dtype | None:
@@ -147,11 +155,15 @@ def execute(
     session = build(config, echo)
     session.on_epoch = on_epoch
     open_run_dir(session, resume)
-    restore(session, resume)
-    start(session)
-    with record_failure(session), PeakMemory(session.device) as memory:
-        train_epochs(session)
-    return finish(session, memory.result())
+    try:
+        restore(session, resume)
+        start(session)
+        with record_failure(session), PeakMemory(session.device) as memory:
+            train_epochs(session)
+        return finish(session, memory.result())
+    finally:
+        if session.owner is not None:
+            session.owner.release()
 
 
 def build(config: RunConfig, echo) -> Session:
@@ -204,7 +216,8 @@ def build(config: RunConfig, echo) -> Session:
 
 
 def open_run_dir(s: Session, resume: Path | None) -> None:
-    """A new run directory (rank 0 makes it, the others learn its name), or the one resumed."""
+    """A new run directory (rank 0 makes it, the others learn its name), or the one resumed;
+    rank 0 holds its lock until the run ends (a second process training it is refused)."""
     device_text = str(s.device) + (f" ×{s.ctx.world} processes" if s.ctx.enabled else "")
     if resume is not None:
         s.writer = RunWriter(Path(resume), enabled=s.ctx.is_main)
@@ -216,6 +229,13 @@ def open_run_dir(s: Session, resume: Path | None) -> None:
         distributed.broadcast(str(s.writer.run_dir), s.ctx)
     else:
         s.writer = RunWriter(Path(distributed.broadcast(None, s.ctx)), enabled=False)
+    if s.ctx.is_main:
+        s.owner = try_lock(s.writer.run_dir / RUN_LOCK)
+        if s.owner is None:
+            raise UserError(
+                f"{s.writer.run_dir}: {holder(s.writer.run_dir / RUN_LOCK)} is training this run "
+                "now; wait for it to end (or stop it), then resume"
+            )
 
 
 def restore(s: Session, resume: Path | None) -> None:

@@ -42,6 +42,7 @@ from dmlbench.atomic import write_json_atomic
 from dmlbench.config import RunConfig, config_key, make_config, read_yaml
 from dmlbench.errors import UserError
 from dmlbench.progress import HEARTBEAT_ENV, LOG_LINE
+from dmlbench.run.lock import RUN_LOCK, holder, is_held, try_lock
 
 LOG_NAME = "run.log"  # each run's stdout and stderr, appended across resumes
 HEARTBEAT_NAME = ".heartbeat"  # touched while the run makes progress
@@ -72,6 +73,7 @@ def read_sweep(path: Path) -> list[PlannedRun]:
     methods = spec.get("methods") or [{"method": "linear-probe"}]
     if not isinstance(methods, list) or not all(isinstance(m, dict) for m in methods):
         raise UserError(f"{path}: methods must be a list of mappings (method, method_options …)")
+    _check_grid_types(spec, path)
     planned = []
     base = {**(spec.get("base") or {}), "output": spec.get("output", "results/runs")}
     for entry in methods:
@@ -87,10 +89,36 @@ def read_sweep(path: Path) -> list[PlannedRun]:
                         values.update(backbone)
                     elif backbone is not None:
                         values["backbone"] = backbone
-                    config = make_config(None, values)
-                    resolved = prepare(config, require_data=False)[0]
+                    try:
+                        config = make_config(None, values)
+                        resolved = prepare(config, require_data=False)[0]
+                    except UserError as e:
+                        row = entry.get("label") or entry.get("method")
+                        raise UserError(f"{path}: row {row!r}: {e}") from None
                     planned.append(PlannedRun(resolved, config_key(resolved)))
     return planned
+
+
+def _check_grid_types(spec: dict, path: Path) -> None:
+    """Each grid key of the type the sweep reads it as; else one line naming the key."""
+    expected = {
+        "output": (str, "a folder name"),
+        "base": (dict, "a mapping of run-config keys such as {epochs: 4}"),
+        "datasets": (list, "a list of dataset names such as [glyphs]"),
+        "backbones": (list, "a list of timm names, null or {backbone: …} mappings"),
+        "seeds": (list, "a list of integers such as [0, 1, 2]"),
+        "tune": (dict, "a mapping such as {trials: 6, epochs: 4}"),
+    }
+    for key, (kind, what) in expected.items():
+        value = spec.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise UserError(f"{path}: {key} must be {what}, not {value!r}")
+    for seed in spec.get("seeds") or []:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise UserError(f"{path}: seeds must be integers, not {seed!r}")
+    for dataset in spec.get("datasets") or []:
+        if not isinstance(dataset, str):
+            raise UserError(f"{path}: datasets must be names such as glyphs, not {dataset!r}")
 
 
 def row_label(config: RunConfig) -> str:
@@ -187,6 +215,12 @@ class Attempt:
     @property
     def log(self) -> Path:
         return self.run_dir / LOG_NAME
+
+
+def claim_path(run: PlannedRun) -> Path:
+    """The lock a sweep holds on one run of its grid while it runs it: two sweeps of one
+    grid (or of two grids sharing runs) never run the same combination at once."""
+    return Path(run.config.output) / ".claims" / f"{run.key}.lock"
 
 
 def _prepare_dir(run: PlannedRun) -> tuple[Path, bool]:
@@ -295,7 +329,7 @@ def run_sweep(
     stall_timeout: float | None = None,
 ) -> dict[str, int]:
     """Run what is not finished yet, ``jobs`` processes at a time; counts by outcome."""
-    outcome = {"skipped": 0, "finished": 0, "failed": 0, "stalled": 0}
+    outcome = {"skipped": 0, "finished": 0, "failed": 0, "stalled": 0, "elsewhere": 0}
     total = len(planned)
     todo: list[tuple[int, PlannedRun]] = []
     for index, run in enumerate(planned, 1):
@@ -308,8 +342,29 @@ def run_sweep(
     lock = threading.Lock()  # run directories are chosen one at a time; lines stay whole
 
     def one(index: int, run: PlannedRun) -> None:
+        claim = try_lock(claim_path(run))  # another sweep of the grid may hold this run
+        if claim is None:
+            with lock:
+                outcome["elsewhere"] += 1
+                echo(f"[{index}/{total}] {run.title}: another sweep "
+                     f"({holder(claim_path(run))}) is running it; left to it")  # fmt: skip
+            return
+        with claim:
+            run_claimed(index, run)
+
+    def run_claimed(index: int, run: PlannedRun) -> None:
         with lock:
+            done = finished_keys(Path(run.config.output)).get(run.key)
+            if done is not None:  # another sweep finished it meanwhile
+                outcome["skipped"] += 1
+                echo(f"[{index}/{total}] {run.title}: already finished ({done.name})")
+                return
             run_dir, resumed = _prepare_dir(run)
+            if is_held(run_dir / RUN_LOCK):  # resumed by hand, outside any sweep
+                outcome["elsewhere"] += 1
+                echo(f"[{index}/{total}] {run.title}: {holder(run_dir / RUN_LOCK)} is "
+                     f"training {run_dir.name}; left to it")  # fmt: skip
+                return
             verb = "resuming" if resumed else "started"
             echo(f"[{index}/{total}] {run.title}: {verb} {run_dir.name}")
         attempt = _attempt(run_dir, resumed, stall_timeout, jobs)

@@ -29,6 +29,7 @@ from dmlbench.nn.backbone import create_backbone
 from dmlbench.run.data import eval_loaders, evaluation_order, score, split_records, usable_records
 from dmlbench.store.embeddings import EvalSet, save_eval_sets
 from dmlbench.store.results import NO_MODEL, RunWriter, new_run_dir
+from dmlbench.textfile import read_text
 from dmlbench.train.meter import Stopwatch
 from dmlbench.train.trainer import compute_embeddings
 
@@ -112,7 +113,7 @@ def load_labels(path: Path) -> np.ndarray:
         raise UserError(f"--labels {path}: no such file")
     if path.suffix.lower() == ".npy":
         return np.load(path, allow_pickle=False).reshape(-1)
-    lines = [line.split(",")[0].strip() for line in path.read_text().splitlines() if line.strip()]
+    lines = [line.split(",")[0].strip() for line in read_text(path).splitlines() if line.strip()]
     if lines and lines[0].lower() in ("label", "labels", "class"):
         lines = lines[1:]
     return np.array(lines)

@@ -19,6 +19,7 @@ from dmlbench.data.public.fetch import Source, download, merge_plan, safe_extrac
 from dmlbench.data.spec import DatasetSpec
 from dmlbench.errors import UserError
 from dmlbench.paths import data_root
+from dmlbench.textfile import read_text
 
 # Test-only switch: fakes in the real layouts may be scaled down.
 UNCHECKED_COUNTS_ENV = "DMLBENCH_UNCHECKED_COUNTS"
@@ -148,7 +149,4 @@ class PublicDataset(DatasetSpec):
 
 
 def read_lines(path: Path) -> list[str]:
-    try:
-        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    return [line for line in read_text(path).splitlines() if line.strip()]
