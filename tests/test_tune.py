@@ -239,3 +239,47 @@ def test_bad_tuning_input_is_one_line_and_writes_nothing(glyph_folder, tmp_path,
     (line,) = result.output.strip().splitlines()[-1:]
     assert line.startswith("error: ") and message in line
     assert not (tmp_path / "tune").exists()
+
+
+def test_a_tune_killed_in_its_tpe_phase_draws_what_an_uninterrupted_one_draws(
+    wide_folder, tmp_path
+):
+    """Killed mid-trial past the random start (2 startup trials here, so slot 2 is TPE's)
+    and restarted at once: the trial the dead process left RUNNING is closed as failed
+    before anything is drawn, so every slot's settings equal an uninterrupted tune's."""
+    import optuna
+
+    def tune_grid(where: Path) -> list:
+        where.mkdir()
+        path = grid(where, f"folder:{wide_folder}", "  - {method: linear-probe}\n", trials=4)
+        text = path.read_text().replace("heartbeat_seconds: 1", "heartbeat_seconds: 600")
+        path.write_text(text.replace("epochs: 1,", "epochs: 1, startup_trials: 2,"))
+        return [sys.executable, "-m", "dmlbench", "tune", str(path)]
+
+    def budget(where: Path) -> list[dict]:
+        storage = f"sqlite:///{where / 'tune' / 'studies.db'}"
+        (summary,) = optuna.get_all_study_summaries(storage)
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+        return [(t.user_attrs["slot"], t.params) for t in done]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = subprocess.run(tune_grid(tmp_path / "a"), capture_output=True, text=True,
+                              timeout=600, env=env)  # fmt: skip
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    command = tune_grid(tmp_path / "b")
+    killed = subprocess.run(command, env={**env, "DMLBENCH_KILL_AT": "trial-epoch:3"},
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL
+    (states,) = studies(tmp_path / "b" / "tune").values()
+    assert states == ["COMPLETE", "COMPLETE", "RUNNING"]
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "trial 2: its process died; closed as failed" in resumed.stdout
+    (states,) = studies(tmp_path / "b" / "tune").values()
+    assert states[2] == "FAIL" and len(states) == 5
+    assert budget(tmp_path / "b") == budget(tmp_path / "a")
+    assert [slot for slot, _ in budget(tmp_path / "a")] == [0, 1, 2, 3]
+    trial_dirs = (tmp_path / "b" / "tune" / "trials").glob("*/summary.json")
+    statuses = [json.loads(p.read_text())["status"] for p in trial_dirs]
+    assert statuses.count("abandoned") == 1 and statuses.count("running") == 0

@@ -39,9 +39,14 @@ from dmlbench.errors import UserError
 from dmlbench.method import Choice, IntRange, LogUniform, Uniform
 from dmlbench.registry import get_method
 from dmlbench.run.execute import execute, prepare
+from dmlbench.run.lock import holder, try_lock
+from dmlbench.train.checkpoint import fault_point
 
 RUN_KEYS = {f.name for f in dataclasses.fields(RunConfig)} - {"method", "method_options", "split"}
 METRICS = ("map@r", "recall@1")
+
+
+N_STARTUP = 10  # TPE's random start (Optuna's default), drawn by startup_draws
 
 
 @dataclass(frozen=True)
@@ -51,8 +56,11 @@ class TuneSettings:
     metric: str = "map@r"
     seed: int = 0
     heartbeat_seconds: int = 60  # a dead trial is marked failed after twice this without a beat
+    startup_trials: int = N_STARTUP
 
     def __post_init__(self):
+        if self.startup_trials < 1:
+            raise UserError(f"tune: startup_trials {self.startup_trials}: give at least 1")
         if self.trials < 1:
             raise UserError(f"tune: trials {self.trials}: give at least 1")
         if self.epochs is not None and self.epochs < 1:
@@ -65,9 +73,6 @@ class Pruned(Exception):
     """Optuna's pruner stopped this trial; its run directory says "pruned"."""
 
     run_status = "pruned"
-
-
-N_STARTUP = 10  # TPE's random start (Optuna's default), drawn by startup_draws
 
 
 def check_space(method: str, space: dict) -> None:
@@ -201,7 +206,6 @@ def tune_row(base: RunConfig, settings: TuneSettings, output: Path, echo: Callab
 
 def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable = print):
     """Tune one method row; returns the chosen settings (and the study's numbers)."""
-    import optuna
 
     space = get_method(base.method).search_space()
     check_space(base.method, space)
@@ -213,16 +217,37 @@ def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable =
     _check_validation_split(trial_base)
     storage = open_storage(output, settings)
     name = study_name(trial_base)
+    owner = try_lock(study_lock_path(output, name))
+    if owner is None:
+        raise UserError(
+            f"tune {name.split('#')[0]}: {holder(study_lock_path(output, name))} is tuning this "
+            "row now; wait for it to end (its trials are in the same study)"
+        )
+    with owner:
+        return _tune_owned(base, settings, output, echo, space, trial_base, storage, name)
+
+
+def study_lock_path(output: Path, name: str) -> Path:
+    """The lock a process holds while it tunes the study ``name``: with it held, a trial
+    left RUNNING in the study belongs to a dead process."""
+    return output / ".locks" / f"{hashlib.sha1(name.encode()).hexdigest()[:16]}.lock"
+
+
+def _tune_owned(base, settings, output, echo, space, trial_base, storage, name) -> TuneResult:
+    import optuna
+
+    n_startup = settings.startup_trials
     study = optuna.create_study(
         study_name=name,
         storage=storage,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=N_STARTUP),
+        sampler=optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=n_startup),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
         load_if_exists=True,
     )
+    close_abandoned_trials(study, output / "trials", base.label or base.method, echo)
 
-    draws = startup_draws(space, settings.seed, min(settings.trials, N_STARTUP))
+    draws = startup_draws(space, settings.seed, min(settings.trials, n_startup))
     slot = 0
 
     def objective(trial) -> float:
@@ -235,6 +260,7 @@ def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable =
         )
 
         def report(record: dict) -> None:
+            fault_point("trial-epoch")
             if settings.metric in record:
                 trial.report(record[settings.metric], record["epoch"])
                 if trial.should_prune():
@@ -263,7 +289,7 @@ def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable =
                 study.enqueue_trial(draws[slot], user_attrs={"slot": slot})
             else:  # TPE proper: what it draws depends on the trials before, and the slot
                 study.sampler = optuna.samplers.TPESampler(
-                    seed=settings.seed + slot, n_startup_trials=N_STARTUP
+                    seed=settings.seed + slot, n_startup_trials=n_startup
                 )
         study.optimize(objective, n_trials=1)  # a waiting (enqueued) trial goes first
     counted = _budget_trials(study, draws)
@@ -287,6 +313,44 @@ def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable =
     return TuneResult(name, dict(best.params), float(best.value), done, chosen)
 
 
+def close_abandoned_trials(study, trials_dir: Path, row: str, echo: Callable) -> None:
+    """Trials a dead process left RUNNING become FAIL before anything is drawn (the
+    caller holds the study's lock, so no live process runs them): TPE then sees the
+    study an uninterrupted tune would, and their slots run again. Their run directories
+    are marked "abandoned" (never resumed: the slot's new trial runs afresh)."""
+    from optuna.trial import TrialState
+
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        marked = mark_abandoned(trials_dir, f"{row} trial {trial.number}")
+        echo(
+            f"  trial {trial.number}: its process died; closed as failed"
+            + (f" ({', '.join(p.name for p in marked)} marked abandoned)" if marked else "")
+        )
+
+
+def mark_abandoned(trials_dir: Path, label: str) -> list[Path]:
+    """The unfinished run directories of the trial labelled ``label``, now "abandoned"."""
+    from dmlbench.atomic import write_json_atomic
+
+    marked = []
+    for config_path in sorted(trials_dir.glob("*/config.yaml")):
+        run_dir = config_path.parent
+        try:
+            if (yaml.safe_load(config_path.read_text()) or {}).get("label") != label:
+                continue
+        except (OSError, AttributeError, yaml.YAMLError):
+            continue
+        try:
+            summary = json.loads((run_dir / "summary.json").read_text())
+        except (OSError, ValueError):
+            summary = {}  # killed before its first summary
+        if summary.get("status") in (None, "running"):
+            write_json_atomic(run_dir / "summary.json", {**summary, "status": "abandoned"})
+            marked.append(run_dir)
+    return marked
+
+
 def startup_draws(space: dict, seed: int, count: int) -> list[dict]:
     """The first ``count`` settings TPE with ``seed`` draws over ``space``: random draws
     that depend on the seed alone. Each slot of a row's budget runs exactly its draw, so
@@ -296,7 +360,7 @@ def startup_draws(space: dict, seed: int, count: int) -> list[dict]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # as for the studies themselves
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=N_STARTUP)
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(count, 1))
     study = optuna.create_study(sampler=sampler)  # in memory: nothing runs
     draws = []
     for _ in range(count):
