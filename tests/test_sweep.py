@@ -327,6 +327,7 @@ def test_a_run_dir_trained_by_a_live_process_is_refused_to_a_second(tiny_run_arg
     (run_dir,) = (tmp_path / "runs").iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
     (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "running"}))
+
     def files() -> dict[str, bytes]:
         return {p.name: p.read_bytes() for p in run_dir.iterdir() if p.name != RUN_LOCK}
 
