@@ -24,6 +24,52 @@ def origin(obj: object) -> str:
     return f"{module}.{getattr(obj, '__qualname__', '')}".rstrip(".")
 
 
+def is_builtin(obj: object) -> bool:
+    return getattr(obj, "__module__", "").split(".")[0] == "dmlbench"
+
+
+def plugin_name(obj: object) -> str:
+    """A registered class as a message names it: its origin and, for a plugin, the
+    installed distribution that provides its top-level package (if any)."""
+    if is_builtin(obj):
+        return f"{origin(obj)} (built into dmlbench)"
+    from importlib.metadata import packages_distributions
+
+    top = getattr(obj, "__module__", "").split(".")[0]
+    dists = packages_distributions().get(top, [])
+    return f"{origin(obj)} (distribution {', '.join(sorted(set(dists)))})" if dists else origin(obj)
+
+
+def clash_message(kind: str, name: str, existing: object, new: object) -> str:
+    """Two classes registering one name: which is built in, and what to do."""
+    if is_builtin(existing) or is_builtin(new):
+        builtin, plugin = (existing, new) if is_builtin(existing) else (new, existing)
+        return (f"{kind} name {name!r} is built into dmlbench ({origin(builtin)}); the "
+                f"plugin {plugin_name(plugin)} must register another name")  # fmt: skip
+    return (f"{kind} name {name!r} is claimed by both {plugin_name(existing)} and "
+            f"{plugin_name(new)}; uninstall one of the two plugins, or rename one")  # fmt: skip
+
+
+def misspelt_hooks(cls: type, hooks: set[str]) -> list[tuple[str, str]]:
+    """(defined, meant) for each public function of ``cls`` whose name is not a hook but
+    close to one (``atach`` for ``attach``): the base class would silently run its
+    default in its place."""
+    import difflib
+
+    found = []
+    for name, value in vars(cls).items():
+        if name.startswith("_") or name in hooks or not callable(value):
+            continue
+        close = difflib.get_close_matches(name, hooks, n=1, cutoff=0.8)
+        if close:
+            found.append((name, close[0]))
+    return found
+
+
+class PluginError(UserError):
+    """A plugin's class breaks the contract in a way its author must fix."""
+
+
 def _distribution(ep: EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
     return f"{dist.name} {dist.version}" if dist is not None else ep.value
@@ -39,7 +85,7 @@ def load_group(group: str, failures: list[str] | None = None) -> list[str]:
     for ep in entry_points(group=group):
         try:
             ep.load()
-        except NameTaken:
+        except (NameTaken, PluginError):
             raise
         except Exception as e:  # noqa: BLE001 - any import failure of a third-party plugin
             first = (str(e).strip().splitlines() or [""])[0][:200]

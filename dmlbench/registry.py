@@ -14,7 +14,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from dmlbench.data.spec import dataset_names, get_dataset  # noqa: F401 - the public lookups
-from dmlbench.entry_points import NameTaken, load_group, origin
+from dmlbench.entry_points import (
+    NameTaken,
+    PluginError,
+    clash_message,
+    is_builtin,
+    load_group,
+    misspelt_hooks,
+    origin,
+    plugin_name,
+)
 from dmlbench.errors import UserError
 
 if TYPE_CHECKING:
@@ -34,15 +43,33 @@ def register_method(name: str) -> Callable[[M], M]:
     def decorate(cls: M) -> M:
         existing = _METHODS.get(name)
         if existing is not None and origin(existing) != origin(cls):
-            raise NameTaken(
-                f"method name {name!r} is claimed by both {origin(existing)} and {origin(cls)}; "
-                "uninstall one of the two plugins, or rename one"
-            )
+            raise NameTaken(clash_message("method", name, existing, cls))
+        check_hooks(cls)
         cls.name = name
         _METHODS[name] = cls
         return cls
 
     return decorate
+
+
+def check_hooks(cls: type) -> None:
+    """A method class defines ``attach`` and no misspelt hook; else one line naming the
+    plugin, its distribution and the hook."""
+    from dmlbench.method import Method
+
+    if not isinstance(cls, type) or not issubclass(cls, Method):
+        raise PluginError(f"@register_method on {plugin_name(cls)}: not a Method subclass")
+    hooks = {n for n in dir(Method) if not n.startswith("_")}
+    for defined, meant in misspelt_hooks(cls, hooks):
+        raise PluginError(
+            f"method {plugin_name(cls)} defines {defined!r}, which is no hook; did you mean "
+            f"{meant!r}? (the default {meant} runs instead)"
+        )
+    if cls.attach is Method.attach:
+        raise PluginError(
+            f"method {plugin_name(cls)} defines no attach(model) hook: it must set "
+            "requires_grad on what trains (see `dmlbench.plugin.Method.attach`)"
+        )
 
 
 def load_entry_point_methods() -> list[str]:
@@ -85,7 +112,14 @@ def get_method(name: str) -> type[Method]:
 
 
 def table_row_methods() -> list[tuple[str, TableRow]]:
-    """(method name, row) for the Table-1 rows every registered method declares
-    (plugins' included), in their declared order."""
+    """(method name, row) for the Table-1 rows every registered method declares: the
+    built-in ones in their declared order, then the plugins' (by their order, method
+    and label, so two plugins' rows never interleave by chance of install order)."""
     rows = [(name, row) for name in method_names() for row in get_method(name).table_rows]
-    return sorted(rows, key=lambda pair: pair[1].order)
+
+    def position(pair: tuple[str, TableRow]) -> tuple:
+        name, row = pair
+        plugin = not is_builtin(get_method(name))
+        return (plugin, name if plugin else "", row.order, row.label)
+
+    return sorted(rows, key=position)

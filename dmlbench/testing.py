@@ -16,6 +16,10 @@ there), on a tiny ViT (width 32, depth 12, so paper-default options fit):
 * the saved tunable state reloads into identical embeddings;
 * evaluation is deterministic, and the model evaluation embeds with
   (``inference_model``, e.g. LoRA merged) gives the same embeddings (1e-5).
+
+``check_dataset(name)`` is its twin for datasets: records in class-disjoint
+splits, the declared training-class count, every file present and decodable
+to RGB, and the dataset's recipe and transforms usable by a run.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from dmlbench.nn.losses import ProxyAnchorLoss
 from dmlbench.nn.model import EmbeddingModel
 from dmlbench.registry import get_method
 from dmlbench.train.checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state
+from dmlbench.train.contract import DeadParameters
 from dmlbench.train.meter import count_parameters
 from dmlbench.train.state import load_tunable_state, tunable_state
 from dmlbench.train.trainer import Trainer
@@ -85,7 +90,10 @@ def check_method(method: str | type[Method], options: dict | None = None, steps:
     options = dict(options or {})
     name = f"{cls.name or cls.__name__} {options}"
     _check_count_and_bias(cls, options, name)
-    _check_what_moves(cls, options, name, steps)
+    try:
+        _check_what_moves(cls, options, name, steps)
+    except DeadParameters as e:  # the trainer's own first-step check found it first
+        raise AssertionError(f"{name}: {e}") from None
     _check_resume(cls, options, name, steps)
     _check_reload_and_eval(cls, options, name)
 
@@ -164,3 +172,38 @@ def _check_reload_and_eval(cls: type[Method], options: dict, name: str) -> None:
         )
         load_tunable_state(fresh, tunable_state(model))
         assert torch.equal(fresh(images), reference), f"{name}: reloaded state embeds otherwise"
+
+
+def check_dataset(name: str, data_root: str | None = None) -> None:
+    """Run the dataset contract on the registered dataset ``name`` (``folder:PATH``
+    too); raises AssertionError with what broke."""
+    from dmlbench.config import RunConfig, resolve
+    from dmlbench.data.contract import check_dataset_contract, check_files_exist
+    from dmlbench.data.image_list import load_rgb
+    from dmlbench.data.spec import get_dataset
+    from dmlbench.data.transforms import test_transform, train_transform
+    from dmlbench.data.verify import find_bad_images
+    from dmlbench.errors import UserError
+
+    dataset = get_dataset(name, data_root)
+    assert isinstance(dataset.description, str) and dataset.description, (
+        f"dataset {name}: no description (one line for `dmlbench datasets`)"
+    )
+    records = dataset.records()
+    assert records, f"dataset {name}: records() returned no record"
+    try:
+        check_dataset_contract(dataset, records)
+        check_files_exist(dataset, records)
+        resolve(RunConfig(dataset=name), dataset)
+    except UserError as e:
+        raise AssertionError(str(e)) from None
+    splits = {r.split for r in records}
+    for split in dataset.eval_splits:
+        assert split in splits, f"dataset {name}: no record of its evaluation split {split!r}"
+    bad = find_bad_images(records, progress=False)
+    assert not bad, f"dataset {name}: {len(bad)} image(s) do not decode, e.g. {bad[0]}"
+    image = load_rgb(records[0].path)
+    for transform in (train_transform(dataset.transform, 48, (0.5,) * 3, (0.5,) * 3),
+                      test_transform(dataset.transform, 48, (0.5,) * 3, (0.5,) * 3)):  # fmt: skip
+        tensor = transform(image)
+        assert tuple(tensor.shape) == (3, 48, 48), f"dataset {name}: transform gives {tensor.shape}"

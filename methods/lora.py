@@ -83,8 +83,7 @@ class LoRA(Method):
         return {**super().search_space(), "opt.rank": Choice((4, 8, 16))}
 
     def tunable_formula(self, spec: ModelSpec) -> int:
-        d, r = spec.feature_dim, self.options.rank
-        per_block = sum(r * (i * d + o * d) for _, i, o in TARGETS[self.options.targets])
-        return (
-            spec.head_params + spec.proxy_params + spec.depth * per_block + self.bias_formula(spec)
-        )
+        r, targets = self.options.rank, {path for path, _, _ in TARGETS[self.options.targets]}
+        updates = sum(r * (i + o) for block in spec.block_linears
+                      for path, i, o in block if path in targets)  # fmt: skip
+        return spec.head_params + spec.proxy_params + updates + self.bias_formula(spec)

@@ -107,10 +107,10 @@ class SSF(Method):
         return merged
 
     def tunable_formula(self, spec: ModelSpec) -> int:
-        d, depth = spec.feature_dim, spec.depth
-        linear = depth * 2 * (3 * d + d + 4 * d + d)  # qkv, proj, fc1, fc2: γ and β each
-        norms = (depth * 2 + 1) * 2 * d if self.options.targets == "all" else 0
-        patch = 2 * d if self.options.targets == "all" else 0
+        every = self.options.targets == "all"
+        linear = 2 * sum(out for block in spec.block_linears for _, _, out in block)  # γ, β
+        norms = spec.norm_params if every else 0
+        patch = 2 * spec.feature_dim if every else 0  # after the patch embedding
         return (
             spec.head_params + spec.proxy_params + linear + norms + patch + self.bias_formula(spec)
         )

@@ -134,7 +134,8 @@ def step_trainer(model: EmbeddingModel, method: Method, shape: StepShape) -> Tra
     optimizer = build_optimizer(config, method.param_groups(model, config.lr, config.proxy_lr))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     return Trainer(model, method, ProxyAnchorLoss(), optimizer, schedule, torch.device("cpu"),
-                   AMP_DTYPES[shape.amp], loss_scaling=False)  # fmt: skip
+                   AMP_DTYPES[shape.amp], loss_scaling=False,
+                   check_first_step=False)  # fmt: skip
 
 
 def step_batch(model: EmbeddingModel, shape: StepShape) -> tuple[torch.Size, torch.Tensor]:

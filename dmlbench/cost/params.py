@@ -9,6 +9,7 @@ classifier's biases as tuned.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pandas as pd
@@ -18,13 +19,31 @@ import torch
 from dmlbench.data.spec import Recipe
 from dmlbench.errors import UserError
 from dmlbench.method import Method
-from dmlbench.nn.model import build_model
+from dmlbench.nn.model import EmbeddingModel, build_model
 
 
 def checkpoint_classifier_size(backbone: str) -> int:
     """Classes of the classifier the timm checkpoint ships with (0 if none)."""
     cfg = timm.models.get_pretrained_cfg(backbone)
     return int(getattr(cfg, "num_classes", 0) or 0) if cfg is not None else 0
+
+
+class FormulaMismatch(UserError):
+    """A method's tunable_formula disagrees with what its attach leaves trainable."""
+
+
+def check_formula(method: Method, model: EmbeddingModel) -> int | None:
+    """The method's formula for ``model`` (after ``setup``), which must equal the count
+    of what trains (None: the method gives no formula)."""
+    formula = method.tunable_formula(model.spec)
+    tunable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if formula is not None and formula != tunable:
+        options = dataclasses.asdict(method.options)
+        raise FormulaMismatch(
+            f"method {method.name} {options}: {tunable:,} parameters train, but its "
+            f"tunable_formula gives {formula:,}; fix the formula (from ModelSpec) or attach"
+        )
+    return formula
 
 
 def count_row(
@@ -39,6 +58,7 @@ def count_row(
         method.setup(model)
     except ValueError as e:
         raise UserError(f"method {method.name}: {e}") from None
+    formula = check_formula(method, model)
     tunable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     classes = checkpoint_classifier_size(backbone)
@@ -52,7 +72,7 @@ def count_row(
         "tunable": tunable,
         "total": total,
         "% of backbone": 100.0 * tunable / spec.backbone_params,
-        "formula": method.tunable_formula(spec),
+        "formula": formula,
         "paper-convention tunable": paper_tunable,
         "paper-convention %": 100.0 * paper_tunable / paper_total,
     }
@@ -81,6 +101,8 @@ def table1_counts(
         method = get_method(name).from_values({**from_recipe, **r.options})
         try:
             counts = count_row(method, backbone, embedding_dim, num_classes)
+        except FormulaMismatch:
+            raise  # a plugin's mistake, not a row this backbone cannot take
         except UserError as e:
             if skipped is None:
                 raise

@@ -23,6 +23,7 @@ from dmlbench.cost.memory import (
     estimate_step_memory,
     step_model,
 )
+from dmlbench.cost.params import FormulaMismatch, check_formula
 from dmlbench.data.spec import Recipe
 from dmlbench.errors import UserError
 from dmlbench.method import Method
@@ -49,7 +50,9 @@ def recipe_amp(recipe: Recipe) -> str:
 def cost_row(label: str, method: Method, shape: StepShape) -> CostRow:
     estimate = estimate_step_memory(method, shape)
     fresh = type(method)(method.options)  # a method instance attaches to one model only
-    cost = inference_cost(fresh.inference_model(step_model(fresh, shape))).as_summary()
+    model = step_model(fresh, shape)
+    check_formula(fresh, model)
+    cost = inference_cost(fresh.inference_model(model)).as_summary()
     return CostRow(label, method, estimate, cost)
 
 
@@ -63,6 +66,8 @@ def rows_for_table(
         options = {**recipe.defaults_for(name)["method_options"], **row.options}
         try:
             cost = cost_row(row.label, get_method(name).from_values(options), shape)
+        except FormulaMismatch:
+            raise  # a plugin's mistake, not a row this backbone cannot take
         except UserError as e:
             if skipped is None:
                 raise

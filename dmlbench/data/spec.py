@@ -14,7 +14,15 @@ from typing import Any, ClassVar
 
 from dmlbench.data.image_list import ImageRecord
 from dmlbench.data.transforms import TransformSpec
-from dmlbench.entry_points import NameTaken, load_group, origin
+from dmlbench.entry_points import (
+    NameTaken,
+    PluginError,
+    clash_message,
+    load_group,
+    misspelt_hooks,
+    origin,
+    plugin_name,
+)
 from dmlbench.errors import UserError
 
 
@@ -128,10 +136,8 @@ def register_dataset(name: str):
     def decorate(cls):
         existing = CATALOG.factories.get(name)
         if existing is not None and origin(existing) != origin(cls):
-            raise NameTaken(
-                f"dataset name {name!r} is claimed by both {origin(existing)} and {origin(cls)}; "
-                "uninstall one of the two plugins"
-            )
+            raise NameTaken(clash_message("dataset", name, existing, cls))
+        check_dataset_hooks(cls, f"@register_dataset({name!r})")
         cls.name = name
         CATALOG.factories[name] = cls
         return cls
@@ -140,8 +146,28 @@ def register_dataset(name: str):
 
 
 def register_dataset_prefix(prefix: str, factory: Callable[[str], DatasetSpec]) -> None:
-    """``PREFIX:ARG`` dataset names, e.g. ``folder:/path/to/images``."""
+    """``PREFIX:ARG`` dataset names, e.g. ``folder:/path/to/images``: ``factory`` is a
+    DatasetSpec subclass whose constructor takes ARG."""
+    check_dataset_hooks(factory, f"register_dataset_prefix({prefix!r}, …)")
     CATALOG.prefixed[prefix] = factory
+
+
+def check_dataset_hooks(cls: object, where: str) -> None:
+    """A dataset class is a DatasetSpec with a description and its own ``records``
+    and no misspelt hook; else one line naming the plugin and the hook."""
+    if not isinstance(cls, type) or not issubclass(cls, DatasetSpec):
+        raise PluginError(
+            f"{where}: {plugin_name(cls)} is not a DatasetSpec subclass (dmlbench reads its "
+            "description, recipe and records hooks); subclass dmlbench.plugin.DatasetSpec"
+        )
+    hooks = {n for n in dir(DatasetSpec) if not n.startswith("_")}
+    for defined, meant in misspelt_hooks(cls, hooks):
+        raise PluginError(
+            f"dataset {plugin_name(cls)} defines {defined!r}, which is no hook; did you mean "
+            f"{meant!r}?"
+        )
+    if cls.records is DatasetSpec.records:
+        raise PluginError(f"dataset {plugin_name(cls)} defines no records() hook")
 
 
 _discovered = False

@@ -41,6 +41,18 @@ class ModelSpec:
     depth: int
     backbone_params: int  # the pretrained backbone alone: no classifier, no method modules
     backbone_bias_params: int  # of those, the biases (what BitFit tunes)
+    # The pretrained backbone's layout, read from its modules before any method changed
+    # them, so a formula need not assume timm's: the width of every LayerNorm with affine
+    # parameters (the blocks' and the final ones, in module order), each block's linear
+    # layers as (path in the block, in, out), and the tokens before the patches.
+    norm_widths: tuple[int, ...] = ()
+    block_linears: tuple[tuple[tuple[str, int, int], ...], ...] = ()
+    prefix_tokens: int = 1
+
+    @property
+    def norm_params(self) -> int:
+        """Every LayerNorm's γ and β (what LayerNorm tuning trains in the backbone)."""
+        return 2 * sum(self.norm_widths)
 
     @property
     def head_params(self) -> int:
@@ -91,6 +103,7 @@ class EmbeddingModel(nn.Module):
         # qkv.base_layer.weight); identity keeps "the pretrained backbone" well
         # defined afterwards.
         self._pretrained_ids = frozenset(id(p) for p in backbone.parameters())
+        self._layout = backbone_layout(backbone)
 
     def __deepcopy__(self, memo: dict) -> EmbeddingModel:
         """A copy whose "pretrained backbone" is the copy's own parameters: the identity
@@ -122,6 +135,7 @@ class EmbeddingModel(nn.Module):
             depth=len(getattr(self.backbone, "blocks", [])),
             backbone_params=sum(p.numel() for p in self.pretrained_parameters().values()),
             backbone_bias_params=sum(p.numel() for p in self.pretrained_biases().values()),
+            **self._layout,
         )
 
     def backbone_trains(self) -> bool:
@@ -133,6 +147,20 @@ class EmbeddingModel(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.backbone_trains()):
             features = self.backbone(images)
         return self.head(features)
+
+
+def backbone_layout(backbone: nn.Module) -> dict:
+    """The ModelSpec fields that describe the backbone's modules (see ModelSpec)."""
+    norms = tuple(m.normalized_shape[-1] for m in backbone.modules()
+                  if isinstance(m, nn.LayerNorm) and m.elementwise_affine)  # fmt: skip
+    blocks = getattr(backbone, "blocks", [])
+    linears = tuple(
+        tuple((name, m.in_features, m.out_features) for name, m in block.named_modules()
+              if isinstance(m, nn.Linear))
+        for block in blocks
+    )  # fmt: skip
+    return {"norm_widths": norms, "block_linears": linears,
+            "prefix_tokens": int(getattr(backbone, "num_prefix_tokens", 1))}  # fmt: skip
 
 
 def build_model(

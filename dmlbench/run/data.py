@@ -8,6 +8,7 @@ import os
 import torch
 
 from dmlbench.config import RunConfig
+from dmlbench.data.contract import check_dataset_contract, check_files_exist
 from dmlbench.data.image_list import ImageListDataset
 from dmlbench.data.sampling import ResumableMPerClassSampler
 from dmlbench.data.spec import DatasetSpec
@@ -61,10 +62,15 @@ def evaluate_model(
 
 def split_records(dataset: DatasetSpec, config: RunConfig) -> SplitView:
     """The images of this run: train + test classes, or train + validation classes
-    (the dataset's own, or carved from its training classes)."""
-    return split_view(dataset.records(), config.split, dataset.train_split, dataset.eval_splits,
+    (the dataset's own, or carved from its training classes); the dataset contract
+    checked on the way (:mod:`dmlbench.data.contract`)."""
+    records = dataset.records()
+    check_dataset_contract(dataset, records)
+    view = split_view(records, config.split, dataset.train_split, dataset.eval_splits,
                       dataset.val_split, config.val_fraction, config.val_seed,
                       dataset.name)  # fmt: skip
+    check_files_exist(dataset, view.records)
+    return view
 
 
 def usable_records(dataset: DatasetSpec, config: RunConfig, records: list) -> tuple[list, int]:

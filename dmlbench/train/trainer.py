@@ -14,6 +14,7 @@ from torch import nn
 
 from dmlbench.progress import progress as progress_bar
 from dmlbench.train.checkpoint import frozen_names, trained_state
+from dmlbench.train.contract import AUTOGRAD_RULE, FirstStepCheck, raise_dead
 from dmlbench.train.distributed import SINGLE, DistContext, gather_batch
 from dmlbench.train.meter import Stopwatch
 
@@ -63,7 +64,11 @@ class Trainer:
         grad_clip: float | None = None,
         ctx: DistContext = SINGLE,
         loss_scaling: bool | None = None,
+        check_first_step: bool = True,
     ):
+        """``check_first_step``: check the method contract on the first step this trainer
+        takes (:mod:`dmlbench.train.contract`); off only for memory estimates on fake
+        tensors, whose values cannot be compared."""
         self.model, self.method, self.loss_fn = model, method, loss_fn
         self.ctx = ctx
         # Several processes: the forward pass goes through DDP (which averages
@@ -79,6 +84,19 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=scaling)
         self.step = 0
         self.last_loss = self.last_lr = float("nan")  # of the latest step, for loggers
+        self.unchecked = check_first_step
+        self.pending_check: FirstStepCheck | None = None
+
+    @property
+    def _method_name(self) -> str:
+        return getattr(self.method, "name", "") or type(self.method).__name__
+
+    def _check_moved(self) -> None:
+        """The end of the epoch of the first step: what trains has changed."""
+        check, self.pending_check = self.pending_check, None
+        if check is not None and (frozen := check.not_moved()):
+            why = "their gradient stayed zero (is there a path from the loss to them?)"
+            raise_dead(self._method_name, "did not change", frozen, why)
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -99,8 +117,15 @@ class Trainer:
 
     def backward_and_step(self, loss: torch.Tensor) -> None:
         """Backward, clipping, the optimizer's and the method's updates, the schedule."""
+        check = FirstStepCheck(self.model, self.optimizer) if self.unchecked else None
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if check is not None:
+            if unreached := check.no_gradient():
+                raise_dead(self._method_name, "got no gradient", unreached, AUTOGRAD_RULE)
+            if outside := check.not_optimized():
+                raise_dead(self._method_name, "are in no optimizer group", outside,
+                           "param_groups must return every trainable parameter")  # fmt: skip
         if self.grad_clip:
             self.scaler.unscale_(self.optimizer)
             trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -109,6 +134,10 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.method.after_step(self.model, self.optimizer, grad_scale)
+        # fp16 loss scaling skips a step whose gradients overflowed: check the next one
+        skipped = self.scaler.is_enabled() and self.scaler.get_scale() < grad_scale
+        if check is not None and not skipped:
+            self.unchecked, self.pending_check = False, check  # movement: at the epoch's end
         self.scheduler.step()
         self.step += 1
 
@@ -149,6 +178,7 @@ class Trainer:
             bar.set_postfix(loss=f"{value:.4f}", img_s=f"{progress.images / progress.seconds:.0f}")
             if on_step is not None:
                 on_step(progress)
+        self._check_moved()
         seconds = progress.seconds
         return {
             "epoch": epoch,
