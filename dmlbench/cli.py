@@ -703,9 +703,32 @@ def _tune_grid(
 )
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE", help="e.g. dataset=cub")
 @click.option("--with-paper", is_flag=True, help="Put the paper's published numbers beside ours.")
-def report(runs: Path, fmt: str, output: Path | None, filters, with_paper: bool) -> None:
-    """Tables (Table-1 and Table-2 layouts) and plots from the runs under RUNS."""
+@click.option("--vs", "vs_key", default=None, metavar="KEY",
+              help="Each row's metric against a config key (epochs, images_per_class, "
+                   "opt.alpha …): a table, and a plot in --output.")  # fmt: skip
+@click.option("--curves", is_flag=True, help="Per-epoch curves of every row on one axis "
+              "(in --output).")  # fmt: skip
+@click.option(
+    "--metric",
+    type=click.Choice(["map@r", "recall@1", "r_precision"]),
+    default="map@r",
+    show_default=True,
+    help="What --vs and --curves show.",
+)
+def report(runs: Path, fmt: str, output: Path | None, filters, with_paper: bool, vs_key,
+           curves: bool, metric: str) -> None:  # fmt: skip
+    """Tables (Table-1 and Table-2 layouts) and plots from the runs under RUNS; with
+    --vs or --curves, the ablation views of any grid instead."""
     from dmlbench.options import parse_key_values
+
+    if vs_key is not None or curves:
+        from dmlbench.store.ablation import render_ablation
+
+        if curves and output is None:
+            raise UserError("--curves draws a plot: give --output DIR")
+        click.echo(render_ablation(runs, vs_key, curves, metric, output,
+                                   parse_key_values(filters)), nl=False)  # fmt: skip
+        return
     from dmlbench.store.report import render
 
     click.echo(render(runs, fmt, output, parse_key_values(filters), with_paper))
