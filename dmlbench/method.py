@@ -188,7 +188,8 @@ class Method:
 
     def state_report(self, model: EmbeddingModel) -> dict:
         """Numbers about the method's own state worth keeping in the run's summary,
-        taken before training and after it (e.g. VPTSP's share of O in its proxies)."""
+        taken before training, after every epoch (in its record, as ``state.KEY``) and after
+        training (e.g. VPTSP's share of O in its proxies)."""
         return {}
 
     def tunable_formula(self, spec: ModelSpec) -> int | None:

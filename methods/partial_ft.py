@@ -55,17 +55,18 @@ class PartialFineTuning(Method):
         return {**super().search_space(), "opt.blocks": Choice((1, 2, 4))}
 
     def tunable_formula(self, spec: ModelSpec) -> int:
-        # a timm ViT block: 2 LayerNorms (2D each), qkv (3D² + 3D), proj (D² + D),
-        # fc1 (4D² + 4D), fc2 (4D² + D); the final norm 2D
-        d = spec.feature_dim
-        block = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (4 * d * d + 4 * d) + (4 * d * d + d)
-        trained = self._blocks(spec) * block + 2 * d
-        return spec.head_params + spec.proxy_params + trained + self.bias_formula(spec)
+        # a ViT block: its linears (weights and biases, from ModelSpec) and 2 LayerNorms
+        # (2D each); then the final norm (2D)
+        last = spec.block_linears[-self._blocks(spec) :]
+        linears = sum(i * o + o for block in last for _, i, o in block)
+        norms = 2 * 2 * spec.feature_dim * len(last) + 2 * spec.feature_dim
+        return spec.head_params + spec.proxy_params + linears + norms + self.bias_formula(spec)
 
     def bias_formula(self, spec: ModelSpec) -> int:
         """(B): every backbone bias, less those of the trained blocks and final norm."""
         if not self.options.bias:
             return 0
-        d = spec.feature_dim
-        trained_biases = self._blocks(spec) * (2 * d + 3 * d + d + 4 * d + d) + d
-        return spec.backbone_bias_params - trained_biases
+        last = spec.block_linears[-self._blocks(spec) :]
+        linear_biases = sum(o for block in last for _, _, o in block)
+        norm_biases = 2 * spec.feature_dim * len(last) + spec.feature_dim
+        return spec.backbone_bias_params - linear_biases - norm_biases

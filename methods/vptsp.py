@@ -218,8 +218,13 @@ class VPTSP(Method):
         return [] if bank.storage == "device" else [bank.weight, *bank.host_state()]
 
     def state_report(self, model: EmbeddingModel) -> dict:
-        """O's share of Q now (see :func:`o_share`), for the run's summary."""
-        return {"o_share": o_share(model.semantic.memory, model.proxies, self.options.alpha)}
+        """O's share of Q now (see :func:`o_share`) and the mean cosine between each
+        class's P and O: the paper's mechanism (semantic proxies carry what O alone
+        does not) shows in how far P moves from O and how much of Q it makes."""
+        memory, original = model.semantic.memory.detach().float(), model.proxies.detach().float()
+        cosine = F.cosine_similarity(memory, original, dim=1).mean()
+        return {"o_share": o_share(memory, original, self.options.alpha),
+                "cos_p_o": float(cosine)}  # fmt: skip
 
     # -- per step ------------------------------------------------------------
     def proxies(

@@ -274,3 +274,9 @@ def test_a_run_records_o_share_and_best_epoch_on_test_beside_the_final_epoch(tin
     assert summary["metrics"]["recall@1"] == epochs[-1]["recall@1"]  # the headline: final
     state = summary["method_state"]
     assert 0 < state["start"]["o_share"] < 0.3 and 0 < state["end"]["o_share"] < 1
+    # the mechanism per epoch: O's share of Q and the cosine between P and O
+    assert [sorted(k for k in e if k.startswith("state.")) for e in epochs] == [
+        ["state.cos_p_o", "state.o_share"]
+    ] * 2
+    assert epochs[-1]["state.o_share"] == pytest.approx(state["end"]["o_share"])
+    assert all(-1 <= e["state.cos_p_o"] <= 1 for e in epochs)

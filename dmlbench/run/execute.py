@@ -330,6 +330,8 @@ def train_epochs(s: Session) -> None:
         if epoch == config.epochs or (config.eval_every and epoch % config.eval_every == 0):
             metrics = evaluate(s, final=epoch == config.epochs)
             record.update(metrics)
+        if state := s.method.state_report(s.model):  # per epoch: how the method's state moves
+            record.update({f"state.{key}": value for key, value in state.items()})
         s.progress.finish_epoch(record, metrics)
         save(s, None)
         s.writer.append_epoch(record)
