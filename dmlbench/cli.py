@@ -671,7 +671,8 @@ def _tune_grid(
 
     grid = read_yaml(grid_file)
     block = dict(grid.get("tune") or {})
-    valid = {"trials", "epochs", "metric", "seed", "output", "heartbeat_seconds", "startup_trials"}
+    valid = {"trials", "epochs", "metric", "seed", "output", "heartbeat_seconds",
+             "startup_trials", "knobs", "fix"}  # fmt: skip
     unknown = sorted(set(block) - valid)
     if unknown:
         raise UserError(f"{grid_file}: unknown key tune.{unknown[0]}; valid keys: "

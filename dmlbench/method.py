@@ -167,6 +167,13 @@ class Method:
         gets the same budget; a method adds its own knobs by extending this."""
         return {"lr": LogUniform(1e-5, 1e-2), "images_per_class": Choice((1, 2, 4))}
 
+    @classmethod
+    def knob_space(cls) -> dict[str, Distribution]:
+        """The method's own knobs (prompt counts, α …), searched on top of
+        :meth:`search_space` only when a tune asks for them (``tune: {knobs: true}``),
+        so the default budget stays the same for every method."""
+        return {}
+
     def after_step(
         self, model: EmbeddingModel, optimizer: torch.optim.Optimizer, grad_scale: float
     ) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dmlbench.method import Method, MethodOptions, PaperNumbers, TableRow
+from dmlbench.method import Choice, Method, MethodOptions, PaperNumbers, TableRow
 from dmlbench.nn.model import EmbeddingModel, ModelSpec
 from dmlbench.nn.prompts import DeepPrompts, PromptInserter
 from dmlbench.options import option
@@ -61,6 +61,11 @@ def shared_prompts(o: VPTOptions, layers: int, spec: ModelSpec, patch: int) -> D
 class VPT(Method):
     description = "VPT-deep: frozen backbone, N prompt tokens in the first L blocks; head trains."
     Options = VPTOptions
+
+    @classmethod
+    def knob_space(cls) -> dict:
+        """Prompt tokens per block and prompted blocks (None: every block)."""
+        return {"opt.prompts": Choice((5, 10, 20)), "opt.layers": Choice((2, 4, None))}
 
     table_rows = (
         TableRow(

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from dmlbench.methods.vpt import VPTOptions, prompted_depth, shared_prompts
+from dmlbench.methods.vpt import VPT, VPTOptions, prompted_depth, shared_prompts
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from dmlbench.method import Method, PaperNumbers, TableRow
+from dmlbench.method import Choice, LogUniform, Method, PaperNumbers, TableRow, Uniform
 from dmlbench.nn.labels import BatchClasses, batch_classes
 from dmlbench.nn.model import EmbeddingHead, EmbeddingModel, ModelSpec, init_proxies
 from dmlbench.nn.prompt_bank import ClassPromptBank, resolve_storage
@@ -164,6 +164,14 @@ class VPTSP(Method):
     distributed = False
     Options = VPTSPOptions
 
+    @classmethod
+    def knob_space(cls) -> dict:
+        """VPT's knobs, and the semantic proxies': α (O's weight in Q), O's learning
+        rate, class-prompt tokens and blocks."""
+        return {**VPT.knob_space(), "opt.alpha": Uniform(0.1, 0.9),
+                "opt.proxy_lr": LogUniform(1e-3, 1.0), "opt.class_prompts": Choice((1, 3, 5)),
+                "opt.class_layers": Choice((2, 4, None))}  # fmt: skip
+
     # -- set-up --------------------------------------------------------------
     def _layout(self, spec: ModelSpec) -> tuple[int, list[int]]:
         """Shared-prompt depth, and class-prompt tokens per block."""
@@ -279,6 +287,10 @@ class VPTSP(Method):
 @register_method("vptsp-m")
 class VPTSPMovingAverage(VPTSP):
     description = "VPTSP-M: VPT + semantic proxies from class prompts, merged by moving average."
+
+    @classmethod
+    def knob_space(cls) -> dict:
+        return {**super().knob_space(), "opt.keep": Uniform(0.5, 0.95)}
 
     # Class prompts 3 tokens × 12 blocks (the released CUB config); Table 1's
     # smaller VPTSP figures come from an unpublished shape (vptsp.md).

@@ -283,3 +283,30 @@ def test_a_tune_killed_in_its_tpe_phase_draws_what_an_uninterrupted_one_draws(
     trial_dirs = (tmp_path / "b" / "tune" / "trials").glob("*/summary.json")
     statuses = [json.loads(p.read_text())["status"] for p in trial_dirs]
     assert statuses.count("abandoned") == 1 and statuses.count("running") == 0
+
+
+def test_knobs_add_the_methods_own_space_and_fix_holds_a_key_at_the_grids_value(
+    wide_folder, tmp_path
+):
+    """The study's arms: `knobs: true` searches VPT's prompt count and depth on top of
+    the shared space; `fix: [images_per_class]` keeps the grid's 2 images per class."""
+    import optuna
+
+    path = grid(tmp_path, f"folder:{wide_folder}", "  - {label: VPT, method: vpt}\n", trials=2)
+    text = path.read_text().replace(
+        "epochs: 1,", "epochs: 1, knobs: true, fix: [images_per_class],"
+    )
+    path.write_text(text)
+    done = CliRunner().invoke(main, ["tune", str(path)])
+    assert done.exit_code == 0, done.output
+    storage = f"sqlite:///{tmp_path / 'tune' / 'studies.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    assert summary.study_name.endswith("+knobs+fixed:images_per_class")
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    assert all(sorted(t.params) == ["lr", "opt.layers", "opt.prompts"] for t in trials)
+    (row,) = yaml.safe_load((tmp_path / "tune" / "chosen.yaml").read_text())["methods"]
+    assert row["images_per_class"] == 2 and {"layers", "prompts"} <= set(row["method_options"])
+    bad = path.read_text().replace("fix: [images_per_class]", "fix: [nope]")
+    path.write_text(bad)
+    refused = CliRunner().invoke(main, ["tune", str(path)])
+    assert refused.exit_code == 2 and "fix 'nope' is not searched for vpt" in refused.output

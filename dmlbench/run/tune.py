@@ -57,6 +57,8 @@ class TuneSettings:
     seed: int = 0
     heartbeat_seconds: int = 60  # a dead trial is marked failed after twice this without a beat
     startup_trials: int = N_STARTUP
+    knobs: bool = False  # also search each method's own knobs (Method.knob_space)
+    fix: tuple[str, ...] = ()  # searched keys held at the grid's value instead (an ablation)
 
     def __post_init__(self):
         if self.startup_trials < 1:
@@ -65,6 +67,10 @@ class TuneSettings:
             raise UserError(f"tune: trials {self.trials}: give at least 1")
         if self.epochs is not None and self.epochs < 1:
             raise UserError(f"tune: epochs {self.epochs}: give at least 1")
+        if isinstance(self.fix, str) or not all(isinstance(k, str) for k in self.fix):
+            raise UserError(f"tune: fix {self.fix!r}: give a list of keys such as "
+                            "[images_per_class]")  # fmt: skip
+        object.__setattr__(self, "fix", tuple(self.fix))
         if self.metric not in METRICS:
             raise UserError(f"tune: metric {self.metric!r}: use {' or '.join(METRICS)}")
 
@@ -96,6 +102,18 @@ def check_space(method: str, space: dict) -> None:
         )  # fmt: skip
         if empty:
             raise UserError(f"method {method}: search space {key!r} = {distribution} is empty")
+
+
+def searched_space(method: str, settings: TuneSettings) -> dict:
+    """What a tune searches for ``method``: the space every method shares, and with
+    ``knobs`` the method's own knobs on top."""
+    cls = get_method(method)
+    space = {**cls.search_space(), **(cls.knob_space() if settings.knobs else {})}
+    unknown = [key for key in settings.fix if key not in space]
+    if unknown:
+        raise UserError(f"tune: fix {unknown[0]!r} is not searched for {method}; searched: "
+                        f"{', '.join(space)}")  # fmt: skip
+    return {k: d for k, d in space.items() if k not in settings.fix}
 
 
 def suggest(trial, key: str, distribution):
@@ -167,7 +185,7 @@ def tune_rows(
     from dmlbench.run.sweep import available_cores
 
     for base in bases:  # bad input stops here, before any process starts
-        check_space(base.method, get_method(base.method).search_space())
+        check_space(base.method, searched_space(base.method, settings))
     open_storage(output, settings)  # the tables, made once, not raced by the workers
     threads = max(1, available_cores() // jobs)
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
@@ -207,7 +225,7 @@ def tune_row(base: RunConfig, settings: TuneSettings, output: Path, echo: Callab
 def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable = print):
     """Tune one method row; returns the chosen settings (and the study's numbers)."""
 
-    space = get_method(base.method).search_space()
+    space = searched_space(base.method, settings)
     check_space(base.method, space)
     trial_base = dataclasses.replace(base, split="val", eval_every=1,
                                      output=str(output / "trials"))  # fmt: skip
@@ -216,7 +234,11 @@ def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable =
     trial_base = prepare(trial_base, require_data=True)[0]  # bad input stops here: nothing written
     _check_validation_split(trial_base)
     storage = open_storage(output, settings)
-    name = study_name(trial_base)
+    name = (
+        study_name(trial_base)
+        + ("+knobs" if settings.knobs else "")
+        + "".join(f"+fixed:{key}" for key in settings.fix)
+    )
     owner = try_lock(study_lock_path(output, name))
     if owner is None:
         raise UserError(
