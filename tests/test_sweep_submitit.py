@@ -48,7 +48,7 @@ def test_preempted_task_is_requeued_and_resumes_its_run(glyph_folder, tmp_path):
     assert lines == [f"{planned[0].title}: submitted as job {job.job_id}"]
     # Preempt the task once its run has written a checkpoint (as Slurm would: USR2).
     deadline = time.time() + 120
-    while not list((tmp_path / "runs").glob("*/checkpoints/step-*.pt")):
+    while not list((tmp_path / "runs").glob("*/checkpoints/step-*.safetensors")):
         assert time.time() < deadline and not job.done(), job.stderr()
         time.sleep(0.05)
     preempt(job)

@@ -2,8 +2,10 @@
 
 ``fcntl.flock`` locks belong to the open file: the kernel drops them when the
 process exits for any reason, SIGKILL included, so a lock can never be left
-behind by a dead process (a lock *file* left behind means nothing). The file
-holds the owner's pid, for the message another process shows.
+behind by a dead process (a lock *file* left behind means nothing, and is
+never written: taking a lock changes no byte in a run directory). Who holds a
+lock is read from the kernel's table (``/proc/locks``) for the message another
+process shows.
 
 Used for a run directory (whoever trains it), a run of a sweep grid (whichever
 sweep claimed it) and a tuning study (whichever process tunes that row).
@@ -46,18 +48,22 @@ def try_lock(path: Path) -> Lock | None:
     except BlockingIOError:
         os.close(fd)
         return None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
     return Lock(path, fd)
 
 
 def holder(path: Path) -> str:
-    """Who holds the lock on ``path``, for a message ("pid 123"), as the file says."""
+    """Who holds the lock on ``path``, for a message ("pid 123"): the kernel's lock
+    table names the process (Linux); elsewhere, "another process"."""
     try:
-        pid = Path(path).read_text().strip()
+        inode = os.stat(path).st_ino
+        table = Path("/proc/locks").read_text()
     except OSError:
         return "another process"
-    return f"pid {pid}" if pid.isdigit() else "another process"
+    for line in table.splitlines():
+        fields = line.split()  # id: FLOCK ADVISORY WRITE pid major:minor:inode start end
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].endswith(f":{inode}"):
+            return f"pid {fields[4]}"
+    return "another process"
 
 
 def is_held(path: Path) -> bool:
