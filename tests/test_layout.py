@@ -17,8 +17,18 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 STAGES = [
-    ("errors", "paths", "atomic", "progress", "options", "assets", "_moved", "entry_points",
-     "state_file", "textfile"),
+    (
+        "errors",
+        "paths",
+        "atomic",
+        "progress",
+        "options",
+        "assets",
+        "_moved",
+        "entry_points",
+        "state_file",
+        "textfile",
+    ),
     ("data",),
     ("nn",),
     ("method", "registry", "config", "methods", "plugin"),
