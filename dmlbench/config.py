@@ -199,6 +199,13 @@ CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(read_text(path))
+    except yaml.constructor.ConstructorError as e:  # e.g. !!python/object: never built
+        mark = e.problem_mark
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(
+            f"{path}:{where} has a tag that is not plain data ({e.problem}); YAML files are "
+            "read as data only: remove the tag"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

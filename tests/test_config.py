@@ -68,11 +68,22 @@ def test_weights_none_means_random_init():
         ("epochs: -2\n", "epochs must be ≥ 0"),
         ("batch_size: 0\n", "batch_size must be ≥ 1"),
         ("optimizer: adam\n", "must be one of sgd, adamw"),
+        ("method_options: [1, 2]\n", "method_options must be a mapping such as"),
+        ("lr: .nan\n", "lr must be > 0, got nan"),
+        ("lr: .inf\n", "lr must be > 0, got inf"),
+        ("num_workers: -1\n", "num_workers must be ≥ 0"),
+        ("val_fraction: 1.5\n", "val_fraction must be > 0 and < 1, got 1.5"),
+        ("momentum: 1.0\n", "momentum must be ≥ 0 and < 1"),
+        ("loss_margin: .nan\n", "loss_margin must be finite"),
+        ("lr: !!python/object/apply:os.system [echo]\n", "line 1 has a tag that is not plain"),
+        ("mlflow_uri: http://me:secret@host\n", None),  # taken apart, see below
     ],
 )
 def test_bad_yaml_is_one_clear_error(tmp_path, text, message):
     path = tmp_path / "c.yaml"
     path.write_text(text)
+    if message is None:
+        return
     with pytest.raises(UserError, match=message):
         make_config(path, {})
 
@@ -134,3 +145,28 @@ def test_list_options_convert_from_text_or_yaml_and_others_fail_in_one_line():
     with pytest.raises(UserError, match="option when='x' has type object, which dmlbench cannot"):
         build_options(Opts, {"when": "x"}, owner)
     assert [row[1] for row in describe_options(Opts)] == ["list of int", "list of float", "object"]
+
+
+def test_a_non_utf8_file_is_one_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"label: caf\xe9\n")
+    with pytest.raises(UserError, match=r"c\.yaml: not UTF-8 text \(byte 0xe9 at offset 10\)"):
+        make_config(path, {})
+
+
+def test_credentials_in_the_tracker_uri_are_never_kept(tmp_path, monkeypatch):
+    """They go to MLflow's own variables (unless set), the config keeps the bare URI,
+    and a config carrying credentials cannot even be built."""
+    import dataclasses
+
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    config = make_config(None, {"mlflow_uri": "https://me:p%40ss@mlflow.lab:5000/api"})
+    assert config.mlflow_uri == "https://mlflow.lab:5000/api"
+    assert "p@ss" not in str(dataclasses.asdict(config)) and "me" not in config.mlflow_uri
+    import os
+
+    assert os.environ["MLFLOW_TRACKING_USERNAME"] == "me"
+    assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "p@ss"
+    with pytest.raises(ValueError, match="mlflow_uri must not carry credentials"):
+        RunConfig(mlflow_uri="http://me:secret@host")
