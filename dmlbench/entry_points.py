@@ -50,7 +50,24 @@ def clash_message(kind: str, name: str, existing: object, new: object) -> str:
             f"{plugin_name(new)}; uninstall one of the two plugins, or rename one")  # fmt: skip
 
 
-def misspelt_hooks(cls: type, hooks: set[str]) -> list[tuple[str, str]]:
+def check_plugin_class(kind: str, cls: object, base: type, required: str, where: str,
+                       fix: str) -> None:  # fmt: skip
+    """A registered class subclasses ``base``, defines its ``required`` hook and no
+    misspelt one; else one line naming the plugin, its distribution and the hook."""
+    if not isinstance(cls, type) or not issubclass(cls, base):
+        raise PluginError(f"{where}: {plugin_name(cls)} is not a {base.__name__} subclass; "
+                          f"subclass dmlbench.plugin.{base.__name__}")  # fmt: skip
+    hooks = {n for n in dir(base) if not n.startswith("_")}
+    for defined, meant in _misspelt_hooks(cls, hooks):
+        raise PluginError(
+            f"{kind} {plugin_name(cls)} defines {defined!r}, which is no hook; did you mean "
+            f"{meant!r}? (the default {meant} runs instead)"
+        )
+    if getattr(cls, required) is getattr(base, required):
+        raise PluginError(f"{kind} {plugin_name(cls)} defines no {required}() hook: {fix}")
+
+
+def _misspelt_hooks(cls: type, hooks: set[str]) -> list[tuple[str, str]]:
     """(defined, meant) for each public function of ``cls`` whose name is not a hook but
     close to one (``atach`` for ``attach``): the base class would silently run its
     default in its place."""

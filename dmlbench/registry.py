@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING, TypeVar
 from dmlbench.data.spec import dataset_names, get_dataset  # noqa: F401 - the public lookups
 from dmlbench.entry_points import (
     NameTaken,
-    PluginError,
+    check_plugin_class,
     clash_message,
     is_builtin,
     load_group,
-    misspelt_hooks,
     origin,
-    plugin_name,
 )
 from dmlbench.errors import UserError
 
@@ -44,32 +42,15 @@ def register_method(name: str) -> Callable[[M], M]:
         existing = _METHODS.get(name)
         if existing is not None and origin(existing) != origin(cls):
             raise NameTaken(clash_message("method", name, existing, cls))
-        check_hooks(cls)
+        from dmlbench.method import Method
+
+        check_plugin_class("method", cls, Method, "attach", f"@register_method({name!r})",
+                           "it sets requires_grad on what trains (see Method.attach)")  # fmt: skip
         cls.name = name
         _METHODS[name] = cls
         return cls
 
     return decorate
-
-
-def check_hooks(cls: type) -> None:
-    """A method class defines ``attach`` and no misspelt hook; else one line naming the
-    plugin, its distribution and the hook."""
-    from dmlbench.method import Method
-
-    if not isinstance(cls, type) or not issubclass(cls, Method):
-        raise PluginError(f"@register_method on {plugin_name(cls)}: not a Method subclass")
-    hooks = {n for n in dir(Method) if not n.startswith("_")}
-    for defined, meant in misspelt_hooks(cls, hooks):
-        raise PluginError(
-            f"method {plugin_name(cls)} defines {defined!r}, which is no hook; did you mean "
-            f"{meant!r}? (the default {meant} runs instead)"
-        )
-    if cls.attach is Method.attach:
-        raise PluginError(
-            f"method {plugin_name(cls)} defines no attach(model) hook: it must set "
-            "requires_grad on what trains (see `dmlbench.plugin.Method.attach`)"
-        )
 
 
 def load_entry_point_methods() -> list[str]:

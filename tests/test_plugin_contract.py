@@ -76,7 +76,7 @@ def test_a_formula_that_disagrees_with_the_count_stops_params_and_memory(registr
 
 
 def test_a_method_without_attach_or_with_a_misspelt_hook_is_refused_when_registered(registries):
-    with pytest.raises(PluginError, match=r"tests\.faulty_plugins\.NoAttach.*no attach\(model\)"):
+    with pytest.raises(PluginError, match=r"tests\.faulty_plugins\.NoAttach.*no attach\(\) hook"):
         registry.register_method("no-attach")(faulty.NoAttach)
     with pytest.raises(PluginError, match=r"defines 'tunable_formular'.*mean 'tunable_formula'"):
         registry.register_method("misspelt")(faulty.MisspeltHook)

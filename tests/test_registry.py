@@ -19,11 +19,12 @@ def test_unknown_method_lists_valid_names():
 
 
 def test_name_clash_is_refused():
-    with pytest.raises(UserError, match="claimed by both dmlbench.methods.full_ft"):
+    with pytest.raises(UserError, match=r"'full-ft' is built into dmlbench \(dmlbench.methods"):
 
         @registry.register_method("full-ft")
         class Impostor(Method):
-            pass
+            def attach(self, model):
+                self.freeze(model)
 
 
 def test_entry_point_plugin_is_loaded(tmp_path, monkeypatch):
@@ -107,6 +108,8 @@ def test_two_plugins_claiming_one_name_stop_with_one_line_naming_both(tmp_path):
             "@register_method('twin')\n"
             f"class {name.title()}(Method):\n"
             "    description = 'a twin'\n"
+            "    def attach(self, model):\n"
+            "        self.freeze(model)\n"
         )
         _dist(tmp_path, f"{name}-plugin", "dmlbench.methods", {"twin": f"{name}_plugin"})
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}

@@ -14,15 +14,7 @@ from typing import Any, ClassVar
 
 from dmlbench.data.image_list import ImageRecord
 from dmlbench.data.transforms import TransformSpec
-from dmlbench.entry_points import (
-    NameTaken,
-    PluginError,
-    clash_message,
-    load_group,
-    misspelt_hooks,
-    origin,
-    plugin_name,
-)
+from dmlbench.entry_points import NameTaken, check_plugin_class, clash_message, load_group, origin
 from dmlbench.errors import UserError
 
 
@@ -153,21 +145,8 @@ def register_dataset_prefix(prefix: str, factory: Callable[[str], DatasetSpec]) 
 
 
 def check_dataset_hooks(cls: object, where: str) -> None:
-    """A dataset class is a DatasetSpec with a description and its own ``records``
-    and no misspelt hook; else one line naming the plugin and the hook."""
-    if not isinstance(cls, type) or not issubclass(cls, DatasetSpec):
-        raise PluginError(
-            f"{where}: {plugin_name(cls)} is not a DatasetSpec subclass (dmlbench reads its "
-            "description, recipe and records hooks); subclass dmlbench.plugin.DatasetSpec"
-        )
-    hooks = {n for n in dir(DatasetSpec) if not n.startswith("_")}
-    for defined, meant in misspelt_hooks(cls, hooks):
-        raise PluginError(
-            f"dataset {plugin_name(cls)} defines {defined!r}, which is no hook; did you mean "
-            f"{meant!r}?"
-        )
-    if cls.records is DatasetSpec.records:
-        raise PluginError(f"dataset {plugin_name(cls)} defines no records() hook")
+    check_plugin_class("dataset", cls, DatasetSpec, "records", where,
+                       "it lists every image with its label and split")  # fmt: skip
 
 
 _discovered = False
