@@ -217,25 +217,32 @@ def build(config: RunConfig, echo) -> Session:
 
 def open_run_dir(s: Session, resume: Path | None) -> None:
     """A new run directory (rank 0 makes it, the others learn its name), or the one resumed;
-    rank 0 holds its lock until the run ends (a second process training it is refused)."""
+    rank 0 holds its lock, before writing anything in it, until the run ends (a second
+    process training it is refused)."""
     device_text = str(s.device) + (f" ×{s.ctx.world} processes" if s.ctx.enabled else "")
     if resume is not None:
         s.writer = RunWriter(Path(resume), enabled=s.ctx.is_main)
+        _own(s)
         if not (s.writer.run_dir / "environment.json").exists():  # made by `dmlbench sweep`
             s.writer.write_environment(device_text)
     elif s.ctx.is_main:
         s.writer = RunWriter(create_run_dir(s.config))
+        _own(s)
         s.writer.write_environment(device_text)
         distributed.broadcast(str(s.writer.run_dir), s.ctx)
     else:
         s.writer = RunWriter(Path(distributed.broadcast(None, s.ctx)), enabled=False)
-    if s.ctx.is_main:
-        s.owner = try_lock(s.writer.run_dir / RUN_LOCK)
-        if s.owner is None:
-            raise UserError(
-                f"{s.writer.run_dir}: {holder(s.writer.run_dir / RUN_LOCK)} is training this run "
-                "now; wait for it to end (or stop it), then resume"
-            )
+
+
+def _own(s: Session) -> None:
+    if not s.ctx.is_main:
+        return
+    s.owner = try_lock(s.writer.run_dir / RUN_LOCK)
+    if s.owner is None:
+        raise UserError(
+            f"{s.writer.run_dir}: {holder(s.writer.run_dir / RUN_LOCK)} is training this run "
+            "now; wait for it to end (or stop it), then resume"
+        )
 
 
 def restore(s: Session, resume: Path | None) -> None:
