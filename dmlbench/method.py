@@ -193,6 +193,12 @@ class Method:
         accelerator's peak and report them apart."""
         return []
 
+    def updates_itself(self, model: EmbeddingModel) -> list[torch.Tensor]:
+        """Trainable parameters the method updates itself in :meth:`after_step`, without
+        a ``.grad`` and outside the run's optimizer (VPTSP's lazy prompt bank): the
+        run-time contract check then only asks that they change during the first epoch."""
+        return []
+
     def state_report(self, model: EmbeddingModel) -> dict:
         """Numbers about the method's own state worth keeping in the run's summary,
         taken before training, after every epoch (in its record, as ``state.KEY``) and after

@@ -225,6 +225,10 @@ class VPTSP(Method):
         bank = model.semantic.bank
         return [] if bank.storage == "device" else [bank.weight, *bank.host_state()]
 
+    def updates_itself(self, model: EmbeddingModel) -> list[torch.Tensor]:
+        bank = model.semantic.bank
+        return [] if bank.in_optimizer else [bank.weight]  # lazy: after_step's row update
+
     def state_report(self, model: EmbeddingModel) -> dict:
         """O's share of Q now (see :func:`o_share`) and the mean cosine between each
         class's P and O: the paper's mechanism (semantic proxies carry what O alone

@@ -33,23 +33,29 @@ class FirstStepCheck:
     """Snapshots the trainable parameters before the first step (in host memory, so an
     accelerator's measured peak is not changed) and checks them then and later."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer):
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 self_updated: list[torch.Tensor] = ()):  # fmt: skip
+        """``self_updated``: parameters the method updates itself (no ``.grad``, no
+        optimizer group); they are only asked to change."""
         self.trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        exempt = {id(p) for p in self_updated}
+        self.stepped = {n: p for n, p in self.trainable.items() if id(p) not in exempt}
         self.lr = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
         self.before = {n: p.detach().to("cpu", copy=True) for n, p in self.trainable.items()}
 
     def no_gradient(self) -> list[str]:
         """Called after backward, before the step: the parameters autograd never reached."""
-        return [n for n, p in self.trainable.items() if p.grad is None]
+        return [n for n, p in self.stepped.items() if p.grad is None]
 
     def not_moved(self) -> list[str]:
         """Called at the end of the epoch: parameters with a learning rate that stayed as
         they were."""
-        stepped = [(n, p) for n, p in self.trainable.items() if self.lr.get(id(p), 0.0) > 0]
-        return [n for n, p in stepped if torch.equal(self.before[n], p.detach().cpu())]
+        moving = [(n, p) for n, p in self.trainable.items()
+                  if n not in self.stepped or self.lr.get(id(p), 0.0) > 0]  # fmt: skip
+        return [n for n, p in moving if torch.equal(self.before[n], p.detach().cpu())]
 
     def not_optimized(self) -> list[str]:
-        return [n for n, p in self.trainable.items() if id(p) not in self.lr]
+        return [n for n, p in self.stepped.items() if id(p) not in self.lr]
 
 
 def raise_dead(method_name: str, kind: str, names: list[str], cause: str) -> None:

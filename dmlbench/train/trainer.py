@@ -117,7 +117,10 @@ class Trainer:
 
     def backward_and_step(self, loss: torch.Tensor) -> None:
         """Backward, clipping, the optimizer's and the method's updates, the schedule."""
-        check = FirstStepCheck(self.model, self.optimizer) if self.unchecked else None
+        check = None
+        if self.unchecked:
+            updates_itself = getattr(self.method, "updates_itself", lambda model: [])
+            check = FirstStepCheck(self.model, self.optimizer, updates_itself(self.model))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if check is not None:
