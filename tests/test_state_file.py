@@ -200,3 +200,19 @@ def test_with_every_checkpoint_unreadable_the_restart_from_step_0_is_announced(c
     assert "the run starts again from step 0" in announced[-1]
     assert all(p.with_name(p.name + ".corrupt").read_bytes() == b"torn" for p in files)
     assert "resumed at epoch" not in resumed.stdout
+
+
+def test_crafted_pth_weights_run_no_code_and_are_one_line(tmp_path):
+    """A downloaded .pth is read by timm with torch.load(weights_only=True): the crafted
+    object is never built, and the message names the file and the safe format."""
+    from dmlbench.errors import UserError
+    from dmlbench.nn.backbone import create_backbone
+
+    marker = tmp_path / "code-ran"
+    torch.save({"pos_embed": WritesAFile(marker)}, tmp_path / "weights.pth")
+    with pytest.raises(UserError, match=r"weights\.pth: holds objects beyond tensors"):
+        create_backbone("vit_glyph_patch8_48", str(tmp_path / "weights.pth"), None)
+    assert not marker.exists()
+    (tmp_path / "weights.yaml").write_text("lr: 1\n")
+    with pytest.raises(UserError, match=r"weights\.yaml: not a weights file"):
+        create_backbone("vit_glyph_patch8_48", str(tmp_path / "weights.yaml"), None)

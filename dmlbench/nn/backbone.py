@@ -7,6 +7,7 @@ pretrained=True)`` works anywhere dmlbench is imported.
 
 from __future__ import annotations
 
+import pickle
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -164,6 +165,11 @@ def create_backbone(name: str, weights: str | None, image_size: int | None = Non
         path = Path(weights)
         if not path.is_file():
             raise UserError(f"--weights {weights}: no such file; give a .safetensors or .pth file")
+        if path.suffix.lower() not in WEIGHT_SUFFIXES:
+            raise UserError(
+                f"--weights {weights}: not a weights file; give a .safetensors file (or .pth, "
+                "read by timm as data only, with torch.load(weights_only=True))"
+            )
         # custom_load=False: timm would otherwise expect its .npz format for
         # some in21k checkpoints; a user's file is a plain state dict.
         overlay = dict(file=str(path), custom_load=False)
@@ -171,10 +177,18 @@ def create_backbone(name: str, weights: str | None, image_size: int | None = Non
             return timm.create_model(
                 name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs
             )
-        except (RuntimeError, KeyError, ValueError) as e:
+        except (pickle.UnpicklingError, RuntimeError, KeyError, ValueError) as e:
             first = str(e).strip().splitlines()[0][:300]
+            if isinstance(e, pickle.UnpicklingError) or "weights_only" in first:
+                raise UserError(  # timm reads .pth with weights_only=True: nothing ran
+                    f"--weights {weights}: holds objects beyond tensors, which dmlbench never "
+                    "unpickles; save its state dict as .safetensors (safetensors.torch.save_file)"
+                ) from None
             raise UserError(f"--weights {weights}: does not fit backbone {name}: {first}") from None
     return _create_pretrained(name, kwargs)
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
 def _patch_size(name: str) -> int:
