@@ -178,3 +178,15 @@ def test_non_finite_loss_later_keeps_the_last_good_checkpoint(tiny_run_args, mon
     assert names == [f"step-{s:09d}.safetensors" for s in (1, 2, 3, 4)]
     last = load_state(list_checkpoints(run_dir)[-1])
     assert all(torch.isfinite(v).all() for v in last["trainer"]["model"].values())
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line_before_any_work(tiny_run_args, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    args = [*tiny_run_args, "--output", str(tmp_path / "a-file" / "runs")]
+    result = invoke(args)
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: output {tmp_path / 'a-file' / 'runs'}: {tmp_path / 'a-file'} is not a folder; "
+        "give another --output"
+    )
+    assert (tmp_path / "a-file").read_text() == "not a folder"

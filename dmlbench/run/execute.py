@@ -91,6 +91,18 @@ def prepare(config: RunConfig, require_data: bool = True) -> tuple[RunConfig, Da
     return resolved, dataset, method
 
 
+def check_output_folder(output: str) -> None:
+    """The folder run directories go into can be made and written (its nearest existing
+    ancestor is a writable folder); else one line, before anything is prepared."""
+    import os
+
+    folder = Path(output).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not a folder" if not existing.is_dir() else "is not writable"
+        raise UserError(f"output {output}: {existing} {what}; give another --output")
+
+
 def create_run_dir(config: RunConfig) -> Path:
     """A new run directory under ``config.output`` holding the resolved config.
 
@@ -170,6 +182,7 @@ def build(config: RunConfig, echo) -> Session:
     """Data, model, method and trainer, from the config (nothing written yet)."""
     config, dataset, method = prepare(config)
     check_installed(config.log)
+    check_output_folder(config.output)  # before minutes of data and model preparation
     device = pick_device(config.device)
     ctx = distributed.from_environment(device.type)
     if ctx.enabled:
