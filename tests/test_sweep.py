@@ -302,8 +302,7 @@ def test_two_sweeps_started_at_once_train_every_run_exactly_once(glyph_folder, t
     import subprocess
     import sys
 
-    grid = grid_file(tmp_path, glyph_folder, "  - {label: Linear probe, method: linear-probe}\n"
-                     "  - {label: BitFit, method: bitfit}\n")  # fmt: skip
+    grid = grid_file(tmp_path, glyph_folder, "  - {label: Linear probe, method: linear-probe}\n")
     command = [sys.executable, "-m", "dmlbench", "sweep", grid]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     sweeps = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -311,9 +310,9 @@ def test_two_sweeps_started_at_once_train_every_run_exactly_once(glyph_folder, t
     outputs = [s.communicate(timeout=600)[0] for s in sweeps]
     assert [s.returncode for s in sweeps] == [0, 0], outputs
     finished_now = [int(out.strip().splitlines()[-1].split(": ")[1].split()[0]) for out in outputs]
-    assert sum(finished_now) == 4, outputs  # 2 rows × 2 seeds, each trained once
+    assert sum(finished_now) == 2, outputs  # 2 seeds, each trained once
     summaries = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/summary.json")]
-    assert len(summaries) == 4 and all(s["status"] == "finished" for s in summaries)
+    assert len(summaries) == 2 and all(s["status"] == "finished" for s in summaries)
     assert all(s["resumed"] == 0 for s in summaries)  # nobody continued another's run
     keys = [r.key for r in read_sweep(Path(grid))]
     from dmlbench.run.sweep import finished_keys
