@@ -216,3 +216,14 @@ def test_crafted_pth_weights_run_no_code_and_are_one_line(tmp_path):
     (tmp_path / "weights.yaml").write_text("lr: 1\n")
     with pytest.raises(UserError, match=r"weights\.yaml: not a weights file"):
         create_backbone("vit_glyph_patch8_48", str(tmp_path / "weights.yaml"), None)
+
+
+def test_a_readable_checkpoint_that_is_no_run_state_is_one_line(checkpointed_run):
+    """The right format, foreign content (made by hand or by another program)."""
+    as_killed(checkpointed_run)
+    newest = list_checkpoints(checkpointed_run)[-1]
+    save_state(newest, {"backbone_hash": load_state(newest)["backbone_hash"], "model": {}})
+    refused = run_cli(["run", "--resume", str(checkpointed_run)])
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    (line,) = refused.stderr.strip().splitlines()
+    assert "its newest checkpoint holds no state this run can take (KeyError" in line

@@ -265,21 +265,34 @@ def restore(s: Session, resume: Path | None) -> None:
     if resume is not None:  # one process (rank 0) moves a bad checkpoint aside
         payload = load_latest(s.writer.run_dir, announce=s.echo, move_bad=s.ctx.is_main)
     if payload is not None:
-        check_backbone(s.model, payload, s.writer.run_dir)
         try:
-            s.trainer.load_state_dict(_trainer_state(payload))
-        except ValueError as e:
-            raise UserError(f"{s.writer.run_dir}: {e}; was the run's config.yaml edited?") from None
-        s.sampler.load_state_dict(payload["sampler"])
-        stored = dict(payload["progress"])
-        stored.pop("open_epoch", None)
-        s.progress = Progress(**stored)
-        if payload["epoch_progress"] is not None:
-            s.progress.open_epoch = EpochProgress(**payload["epoch_progress"])
-        set_rng_state(payload["rng"])
-        s.generator.set_state(payload["generator"])
+            _put_back(s, payload)
+        except (KeyError, TypeError, AttributeError, RuntimeError) as e:
+            # a readable file of the right format whose content is no run state of
+            # this run (made by hand, or by another program): data, but not ours
+            raise UserError(
+                f"{s.writer.run_dir}: its newest checkpoint holds no state this run can take "
+                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); move it "
+                "away to resume from the one before"
+            ) from None
         s.resumed_now = True
     s.writer.restore_epochs(s.progress.history)
+
+
+def _put_back(s: Session, payload: dict) -> None:
+    check_backbone(s.model, payload, s.writer.run_dir)
+    try:
+        s.trainer.load_state_dict(_trainer_state(payload))
+    except ValueError as e:
+        raise UserError(f"{s.writer.run_dir}: {e}; was the run's config.yaml edited?") from None
+    s.sampler.load_state_dict(payload["sampler"])
+    stored = dict(payload["progress"])
+    stored.pop("open_epoch", None)
+    s.progress = Progress(**stored)
+    if payload["epoch_progress"] is not None:
+        s.progress.open_epoch = EpochProgress(**payload["epoch_progress"])
+    set_rng_state(payload["rng"])
+    s.generator.set_state(payload["generator"])
 
 
 def _trainer_state(payload: dict) -> dict:
