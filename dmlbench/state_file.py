@@ -47,8 +47,9 @@ class _Encoder:
 
     def _store(self, tensor: torch.Tensor) -> str:
         name = f"t{len(self.tensors)}"
-        # A copy of its own: safetensors refuses tensors that share memory.
-        self.tensors[name] = tensor.detach().to("cpu").contiguous().clone()
+        # A copy of its own (one, also from an accelerator): safetensors refuses tensors
+        # that share memory.
+        self.tensors[name] = tensor.detach().to("cpu", copy=True).contiguous()
         return name
 
     def encode(self, value: Any, where: str) -> Any:
