@@ -176,3 +176,34 @@ def test_both_samplers_give_batch_over_m_classes_of_m_images(kind):
     for b in range(6):
         counts = Counter(targets[i] for i in order[8 * b : 8 * b + 8])
         assert sorted(counts.values()) == [2, 2, 2, 2]
+
+
+def _against_reference():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "against_reference.py"
+    spec = importlib.util.spec_from_file_location("against_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("against_reference", module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_against_reference_names_a_folder_that_is_no_clone(tmp_path, capsys):
+    """The check imports the authors' code from the user's clone; anything else is one
+    line and exit 2, before any model is built."""
+    script = _against_reference()
+    with pytest.raises(SystemExit) as missing:
+        script.main(["--reference", str(tmp_path / "nowhere")])
+    assert missing.value.code == 2
+    (tmp_path / "architectures").mkdir()
+    (tmp_path / "architectures" / "peft_vit.py").write_text("")
+    with pytest.raises(SystemExit) as partial:
+        script.main(["--reference", str(tmp_path)])
+    assert partial.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].endswith("no such folder; clone the authors' repository there")
+    assert lines[1].endswith("is not a clone of Noahsark/ParameterEfficient-DML "
+                             "(no criteria/dml_proxy_peft.py)")  # fmt: skip

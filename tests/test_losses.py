@@ -44,3 +44,17 @@ def test_gradient_reaches_external_proxies():
 def test_rejects_unknown_divisor():
     with pytest.raises(ValueError, match="positive_divisor"):
         ProxyAnchorLoss(positive_divisor="some")
+
+
+def test_computes_in_at_least_float32_and_never_narrows():
+    """Half-precision inputs are widened (α·cos overflows fp16's range in exp); float64
+    inputs stay float64, so a float64 run (benchmarks/against_reference.py) is not
+    rounded to float32 at the loss."""
+    torch.manual_seed(0)
+    embeddings, proxies = torch.randn(4, 8, dtype=torch.float64), torch.randn(3, 8)
+    labels = torch.tensor([0, 0, 1, 2])
+    loss = ProxyAnchorLoss()(embeddings, labels, proxies.double())
+    assert loss.dtype == torch.float64
+    narrowed = ProxyAnchorLoss()(embeddings.float(), labels, proxies)
+    assert abs(loss.item() - narrowed.item()) < 1e-5
+    assert ProxyAnchorLoss()(embeddings.bfloat16(), labels, proxies.half()).dtype == torch.float32

@@ -47,7 +47,11 @@ class ProxyAnchorLoss(nn.Module):
         self, embeddings: torch.Tensor, labels: torch.Tensor, proxies: torch.Tensor
     ) -> torch.Tensor:
         num_classes = proxies.shape[0]
-        cos = F.normalize(embeddings.float(), dim=1) @ F.normalize(proxies.float(), dim=1).T
+        # at least float32 (half-precision logits × α = 32 overflow), never less than given
+        wide = torch.promote_types(
+            torch.promote_types(embeddings.dtype, proxies.dtype), torch.float32
+        )
+        cos = F.normalize(embeddings.to(wide), dim=1) @ F.normalize(proxies.to(wide), dim=1).T
         # B × C: is class c image i's (a comparison, where one_hot would check the values)
         positive = labels.unsqueeze(1) == torch.arange(num_classes, device=labels.device)
         pos_term = _log1p_sum_exp(-self.alpha * (cos - self.margin), positive)
