@@ -80,7 +80,11 @@ def trainer_for(model: EmbeddingModel, method: Method, optimizer: str = "sgd") -
 
 
 def _tensors(model: EmbeddingModel) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items() if torch.is_tensor(v)}
+    """The state dict and the buffers it leaves out (non-persistent ones, e.g. OFT's
+    index buffers), which must not change either."""
+    state = {k: v for k, v in model.state_dict().items() if torch.is_tensor(v)}
+    state.update((f"{k}", v) for k, v in model.named_buffers() if k not in state)
+    return {k: v.detach().clone() for k, v in state.items()}
 
 
 def check_method(method: str | type[Method], options: dict | None = None, steps: int = 3) -> None:

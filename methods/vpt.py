@@ -80,6 +80,14 @@ class VPT(Method):
             PaperNumbers("0.30M", 0.99, "2.2G", 36.6, 85.7, 51.6),
             order=6,
         ),
+        # VPT-shallow (the VPT paper's other variant): prompts enter before the first
+        # block and their outputs carry through every later block.
+        TableRow("VPT-shallow (N10)", {"layers": 1, "prompts": 10, "carry": True}, order=11),
+        TableRow(
+            "VPT-shallow (B) (N10)",
+            {"layers": 1, "prompts": 10, "carry": True, "bias": True},
+            order=12,
+        ),
     )
 
     def attach(self, model: EmbeddingModel) -> None:

@@ -146,3 +146,32 @@ def test_xavier_normal_init_is_torchs_on_the_references_shapes(rows, tokens, dim
     assert {(1, 10, 384): 0.0218, (100, 3, 384): 0.0071}.get((rows, tokens, dim), expected) == (
         pytest.approx(expected, abs=5e-5)
     )
+
+
+def test_vpt_shallow_rows_are_prompts_before_block_one_carried_through_every_block():
+    """The VPT paper's shallow variant: [CLS, prompts, patches] enters block 1 and the
+    prompts' outputs stay in the sequence to the last block; written out by hand."""
+    from dmlbench.registry import get_method, table_row_methods
+    from dmlbench.testing import tiny_model
+
+    shallow = {row.label: row.options for name, row in table_row_methods() if name == "vpt"}
+    options = shallow["VPT-shallow (N10)"]
+    model = tiny_model()
+    method = get_method("vpt").from_values(options)
+    method.setup(model)
+    vit = model.backbone
+    tokens = vit.vpt_prompts.tokens
+    assert len(tokens) == 1 and tokens[0].shape == (10, 32)
+    images = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        ours = vit(images)
+        with vit.vpt_inserter.use(None):
+            x = vit.norm_pre(vit._pos_embed(vit.patch_embed(images)))
+            x = torch.cat([x[:, :1], tokens[0].expand(2, -1, -1), x[:, 1:]], dim=1)
+            by_hand = vit.norm(vit.blocks(x))[:, 0]
+    torch.testing.assert_close(ours, by_hand, rtol=1e-5, atol=1e-5)
+    assert (
+        method.tunable_formula(model.spec)
+        - get_method("linear-probe")().tunable_formula(model.spec)
+        == 10 * 32
+    )  # N × D: one block's prompts

@@ -22,10 +22,34 @@ NON_DEFAULT = [
     ("vptsp-g", {"bank": "host", "layers": 3, "prompts": 2}),
     ("vptsp-g", {"bank": "lazy", "gru_dropout": 0.1, "alpha": 0.7}),
     ("vptsp-g", {"checkpointing": True, "class_layers": 3}),
+    ("lora", {"rank": 2, "targets": "all", "alpha": 4.0}),
+    ("dora", {"rank": 2, "targets": "attn"}),
+    ("vera", {"rank": 4, "targets": "attn", "d_initial": 0.5}),
+    ("ia3", {"targets": "all"}),
+    ("loha", {"rank": 2, "targets": "all"}),
+    ("lokr", {"rank": 2, "targets": "all", "decompose_factor": 4}),
+    ("oft", {"block_size": 12, "targets": "all"}),  # 12 does not divide 32: peft adjusts it
+    ("fourierft", {"frequencies": 50, "targets": "attn", "zero_init": True}),
 ]
+
+
+def _distinct(cases: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """Each (method, resolved options) once: a table row with the defaults' options is
+    the plain case again, and checking it twice costs suite time and tests nothing."""
+    seen, kept = set(), []
+    for name, options in cases:
+        resolved = get_method(name).from_values(options).options
+        key = (name, repr(resolved))
+        if key not in seen:
+            seen.add(key)
+            kept.append((name, options))
+    return kept
+
+
 CASES = [(name, {"bias": bias}) for name in method_names() for bias in (False, True)]
 CASES += [c for c in NON_DEFAULT if c[0] in method_names()]
 CASES += [(name, row.options) for name, row in table_row_methods()]
+CASES = _distinct(CASES)
 
 
 @pytest.mark.parametrize("name,options", CASES, ids=[f"{n}-{o}" for n, o in CASES])

@@ -91,10 +91,13 @@ def test_methods_have_descriptions(name):
     assert get_method(name).description
 
 
-@pytest.mark.parametrize("name", ["lora", "ssf"])
+MERGED = ["lora", "ssf", "dora", "vera", "ia3", "loha", "lokr", "oft", "fourierft"]
+
+
+@pytest.mark.parametrize("name", MERGED)
 def test_merged_methods_cost_the_backbone_at_inference(name):
-    """LoRA and SSF fold into the backbone's weights for evaluation: the merged model
-    embeds as the trained one (1e-5) at exactly the plain backbone's FLOPs."""
+    """LoRA, SSF and the peft zoo fold into the backbone's weights for evaluation: the
+    merged model embeds as the trained one (1e-5) at exactly the plain backbone's FLOPs."""
     from dmlbench.cost.inference import inference_cost
     from dmlbench.testing import batches, prepared, trainer_for
 
@@ -107,6 +110,7 @@ def test_merged_methods_cost_the_backbone_at_inference(name):
         torch.testing.assert_close(merged(images), model(images), rtol=1e-5, atol=1e-5)
     probe, _ = prepared(get_method("linear-probe"), {})
     assert inference_cost(merged).flops_per_image == inference_cost(probe).flops_per_image
-    if name == "lora":  # unmerged, the low-rank products add matrix FLOPs (SSF's are
-        # elementwise, which the counter, like the literature, leaves out)
+    if name in ("lora", "dora", "loha", "lokr", "oft"):  # unmerged, their products add
+        # matrix FLOPs (SSF's, (IA)³'s and VeRA's scalings are elementwise, which the
+        # counter, like the literature, leaves out; FourierFT's inverse FFT it does not see)
         assert inference_cost(model).flops_per_image > inference_cost(probe).flops_per_image

@@ -26,6 +26,7 @@ memory-efficient kernels.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 from dataclasses import asdict, dataclass, field
@@ -174,10 +175,32 @@ def estimate_step_memory(method: Method, shape: StepShape) -> MemoryEstimate:
     model = step_model(method, shape)
     trainer = step_trainer(model, method, shape)
     input_shape, labels = step_batch(model, shape)
-    with FakeTensorMode(allow_non_fake_inputs=True):
+    with FakeTensorMode(allow_non_fake_inputs=True), _scalar_draws_take_the_branch():
         images = torch.empty(input_shape)
         tracker = track_step(model, trainer, method, images, labels)
     return _estimate(tracker, shape)
+
+
+@contextlib.contextmanager
+def _scalar_draws_take_the_branch():
+    """``torch.rand(1)`` answers 1.0 while a step runs on fake tensors.
+
+    peft's LoHa and LoKr decide per step whether to skip the adapter with
+    ``torch.rand(1) > module_dropout``; a fake tensor has no value to compare, so the
+    estimate could not run. 1.0 takes the branch that applies the adapter: the peak of
+    a step that runs it (the only kind with module_dropout 0, dmlbench's default)."""
+    real = torch.rand
+
+    def rand(*size, **kwargs):
+        if size in ((1,), ((1,),)) and not kwargs:
+            return 1.0
+        return real(*size, **kwargs)
+
+    torch.rand = rand
+    try:
+        yield
+    finally:
+        torch.rand = real
 
 
 def track_real_step(method: Method, shape: StepShape) -> tuple[MemoryEstimate, dict]:

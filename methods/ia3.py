@@ -1,0 +1,60 @@
+"""(IA)³ (Liu et al., NeurIPS 2022), via peft: learned vectors that rescale activations,
+the keys and values of attention and the MLP's inner activation.
+
+peft scales a target layer's output by l (one entry per output), or, for the
+layers named feed-forward, its input. ``targets=paper`` is the paper's choice on
+a timm ViT: the fused ``attn.qkv`` (so the queries are scaled too: timm fuses
+them with the keys and values, one more vector of D per block than the paper's,
+see docs/fidelity.md) and the input of ``mlp.fc2`` (the MLP's inner activation);
+``all`` also scales the outputs of ``attn.proj`` and ``mlp.fc1``. Every l starts
+at 1 (the pretrained model); merged for evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from peft import IA3Config
+
+from dmlbench.method import Method, MethodOptions, TableRow
+from dmlbench.nn.model import EmbeddingModel, ModelSpec
+from dmlbench.nn.peft_tuning import attach_peft, block_regex, merged_copy, per_layer
+from dmlbench.options import option
+from dmlbench.registry import register_method
+
+IA3_TARGETS = {
+    "paper": ("attn.qkv", "mlp.fc2"),
+    "all": ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"),
+}
+FEEDFORWARD = ("mlp.fc2",)  # scaled at its input: the MLP's 4D-wide inner activation
+
+
+@dataclass
+class IA3Options(MethodOptions):
+    targets: Literal["paper", "all"] = option(
+        "paper", "paper: qkv's outputs and the MLP's inner activation; all: also attn.proj, fc1"
+    )
+
+
+@register_method("ia3")
+class IA3(Method):
+    description = "(IA)³ (peft): learned rescaling of keys, values and MLP activations, merged."
+    Options = IA3Options
+    table_rows = (TableRow("(IA)³", {"targets": "paper"}, order=42),)
+
+    def attach(self, model: EmbeddingModel) -> None:
+        paths = IA3_TARGETS[self.options.targets]
+        config = IA3Config(target_modules=block_regex(paths),
+                           feedforward_modules=block_regex(FEEDFORWARD))  # fmt: skip
+        attach_peft(model, config)
+
+    def inference_model(self, model: EmbeddingModel) -> EmbeddingModel:
+        return merged_copy(model)
+
+    def tunable_formula(self, spec: ModelSpec) -> int:
+        def vector(path: str, i: int, o: int) -> int:
+            return i if path in FEEDFORWARD else o
+
+        scalings = per_layer(spec, IA3_TARGETS[self.options.targets], vector)
+        return spec.head_params + spec.proxy_params + scalings + self.bias_formula(spec)

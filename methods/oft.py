@@ -1,0 +1,75 @@
+"""OFT (Qiu et al., NeurIPS 2023), via peft: each adapted layer's weight is rotated by a
+learned block-diagonal orthogonal matrix, W' = W·R, which keeps the angles between
+its neurons (the "hyperspherical energy") of the pretrained weight.
+
+peft parametrises each b × b block of R by its b(b−1)/2 skew-symmetric entries
+(the Cayley transform, R = (I − S)(I + S)⁻¹), in/b blocks per layer (b made to
+divide the layer's input width as peft adjusts it); R starts at I. Merged for
+evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from peft import OFTConfig
+from peft.tuners.oft.layer import OFTLayer
+
+from dmlbench.method import Choice, Method, MethodOptions, TableRow
+from dmlbench.nn.model import EmbeddingModel, ModelSpec
+from dmlbench.nn.peft_tuning import (
+    TARGET_HELP,
+    TARGETS,
+    attach_peft,
+    block_regex,
+    merged_copy,
+    per_layer,
+)
+from dmlbench.options import option
+from dmlbench.registry import register_method
+
+
+@dataclass
+class OFTOptions(MethodOptions):
+    block_size: int = option(32, "b: width of each orthogonal block of R")
+    targets: Literal["qkv", "attn", "all"] = option("qkv", TARGET_HELP)
+
+    def __post_init__(self):
+        if self.block_size < 2:
+            raise ValueError(f"block_size={self.block_size} must be ≥ 2")
+
+
+def adjusted_block(in_features: int, block: int) -> int:
+    """The block size peft uses for a layer of this input width (its own rule)."""
+    if in_features % block == 0 and block <= in_features:
+        return block
+    return OFTLayer.adjust_oft_parameters(None, in_features, block)
+
+
+@register_method("oft")
+class OFT(Method):
+    description = "OFT (peft): block-diagonal orthogonal rotation of the weights, merged."
+    Options = OFTOptions
+    table_rows = (TableRow("OFT (b32, qkv)", {"block_size": 32, "targets": "qkv"}, order=45),)
+
+    def attach(self, model: EmbeddingModel) -> None:
+        o = self.options
+        config = OFTConfig(r=0, oft_block_size=o.block_size,
+                           target_modules=block_regex(TARGETS[o.targets]))  # fmt: skip
+        attach_peft(model, config)
+
+    def inference_model(self, model: EmbeddingModel) -> EmbeddingModel:
+        return merged_copy(model)
+
+    @classmethod
+    def search_space(cls) -> dict:
+        return {**super().search_space(), "opt.block_size": Choice((16, 32, 64))}
+
+    def tunable_formula(self, spec: ModelSpec) -> int:
+        def rotation(path: str, i: int, o: int) -> int:
+            b = adjusted_block(i, self.options.block_size)
+            return (i // b) * (b * (b - 1) // 2)
+
+        blocks = per_layer(spec, TARGETS[self.options.targets], rotation)
+        return spec.head_params + spec.proxy_params + blocks + self.bias_formula(spec)
