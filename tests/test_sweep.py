@@ -116,7 +116,8 @@ def test_unknown_grid_key_is_one_line(tmp_path):
     ("table1-glyphs", 42), ("table1-glyphs-reference", 6), ("table1-glyphs-v1", 45),
     ("regime-glyphs", 6), ("fidelity-glyphs", 9), ("table1-cub", 33), ("table2", 24),
     ("vptsp-study-paper", 21), ("vptsp-study-budget", 18), ("vptsp-study-knobs", 9),
-    ("vptsp-study-layout", 15), ("vptsp-study-mechanism", 18),
+    ("vptsp-study-layout", 15), ("vptsp-study-mechanism", 18), ("vptsp-study-bridge", 18),
+    ("table1-glyphs-zoo", 30),
 ])  # fmt: skip
 def test_every_shipped_sweep_builds(name, runs):
     """Each planned run's method fits its backbone (built on the meta device, no weights)."""
