@@ -110,16 +110,18 @@ class RunConfig:
         "Store the final evaluation's embeddings (float16) for `dmlbench show`/`compare`; "
         "turn off for SOP-scale sets (they are recomputed from the checkpoint when needed).",
     )
-    log: list[Literal["tensorboard", "mlflow"]] = option(
+    log: list[Literal["tensorboard", "mlflow", "wandb"]] = option(
         None,
-        "Also log to TensorBoard (event files in the run directory) and/or MLflow; "
-        "repeatable. Needs pip install 'dmlbench[tensorboard]' / 'dmlbench[mlflow]'.",
+        "Also log to TensorBoard (event files in the run directory), MLflow and/or W&B; "
+        "repeatable. Needs pip install 'dmlbench[tensorboard]' / '[mlflow]' / '[wandb]'.",
         default_factory=list,
     )
     mlflow_uri: str | None = option(
         None, "MLflow tracking URI. [default: $MLFLOW_TRACKING_URI, else MLflow's local store]"
     )
     mlflow_experiment: str = option("dmlbench", "MLflow experiment name.")
+    wandb_project: str = option("dmlbench", "W&B project (credentials: wandb login).")
+    wandb_entity: str | None = option(None, "W&B entity (team). [default: your W&B default]")
 
     def __post_init__(self) -> None:
         for key, (low, low_open, high, high_open, meaning) in _BOUNDS.items():
@@ -274,6 +276,8 @@ def config_key(config: RunConfig) -> str:
         "log",
         "mlflow_uri",
         "mlflow_experiment",
+        "wandb_project",
+        "wandb_entity",
     ):
         values.pop(where_and_how_often)  # they change no result
     text = json.dumps(values, sort_keys=True, default=str)

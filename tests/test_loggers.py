@@ -148,3 +148,83 @@ def test_a_resumed_run_continues_its_mlflow_run(tmp_path, monkeypatch):
     again = MLflowLogger(tmp_path, config, resumed_at_step=5)
     assert again.run_id == first.run_id and again.resumed
     assert again.client.get_run(again.run_id).info.status == "RUNNING"
+
+
+def wandb_records(path: Path) -> list:
+    """The records of a W&B ``.wandb`` file, parsed with W&B's own protobuf messages.
+
+    W&B ships no Python reader for its run files any more (its Go core reads them), so
+    the framing is read here: a 7-byte header, then LevelDB log records (CRC32, length,
+    type; FULL or FIRST/MIDDLE/LAST pieces) in 32 KiB blocks."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, block, pos = path.read_bytes(), 32768, 7
+    assert data[:4] == b":W&B"
+    records, pending = [], b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        pending += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL, LAST
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
+
+
+def _items(items) -> dict:
+    return {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in items}
+
+
+def test_wandb_offline_run_holds_the_runs_numbers_and_a_resume_continues_it(
+    glyph_folder, tmp_path, monkeypatch
+):
+    """W&B's offline mode: the run's config, per-step loss, epoch records, summary and
+    files, read back from W&B's own run file; a second logger on the run directory
+    continues the same W&B run id; no credential is written anywhere."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)  # must never reach a file
+    result, run_dir = tiny_run(glyph_folder, tmp_path / "runs", "--log", "wandb",
+                               "--wandb-project", "tests")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+    summary, epochs = read_run(run_dir)
+    run_id = json.loads((run_dir / "wandb.json").read_text())["run_id"]
+    (run_file,) = run_dir.glob(f"wandb/offline-run-*/run-{run_id}.wandb")
+    records = wandb_records(run_file)
+    kinds = [r.WhichOneof("record_type") for r in records]
+    (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert run.project == "tests" and run.display_name == run_dir.name
+    config = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "config":
+            config.update(_items(r.config.update))
+    assert config["method"] == "linear-probe" and config["epochs"] == EPOCHS
+    history = [_items(r.history.item) for r in records if r.WhichOneof("record_type") == "history"]
+    steps = [h for h in history if "train/step_loss" in h]
+    assert len(steps) == EPOCHS * 3
+    per_epoch = [(h["epoch"], h["epoch/eval/recall_at_1"]) for h in history if "epoch" in h]
+    assert per_epoch == [(r["epoch"], pytest.approx(r["recall@1"])) for r in epochs]
+    final = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "summary":
+            final.update(_items(r.summary.update))
+    assert final["final/metrics/recall_at_1"] == pytest.approx(summary["metrics"]["recall@1"])
+    (artifact,) = [r.artifact for r in records if r.WhichOneof("record_type") == "artifact"]
+    assert {m.path for m in artifact.manifest.contents} == {"config.yaml", "summary.json",
+                                                            "curves.png"}  # fmt: skip
+    assert "exit" in kinds
+    for path in run_dir.rglob("*"):  # the key is W&B's, from the environment, never stored
+        if path.is_file():
+            assert b"k" * 40 not in path.read_bytes(), path
+    from dmlbench.config import RunConfig
+    from dmlbench.store.loggers.wandb import WandbLogger
+
+    again = WandbLogger(run_dir, RunConfig(wandb_project="tests", epochs=1), resumed_at_step=6)
+    assert again.run.id == run_id and again.resumed
+    again.close("FINISHED")

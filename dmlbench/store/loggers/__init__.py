@@ -1,4 +1,4 @@
-"""Runs mirrored into the trackers people already watch (TensorBoard, MLflow).
+"""Runs mirrored into the trackers people already watch (TensorBoard, MLflow, W&B).
 
 A tracker is a copy for viewing, never the record: the run directory is
 written first and alone decides what a run is. So every logger call goes
@@ -19,7 +19,8 @@ from dmlbench.store.loggers.base import RunLogger, metric_name
 
 __all__ = ["Loggers", "RunLogger", "make_loggers", "metric_name"]
 
-EXTRAS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # logger → importable package
+# logger → importable package
+EXTRAS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 
 
 def check_installed(names: list[str]) -> None:
@@ -38,6 +39,8 @@ def make_loggers(config, run_dir: Path, resumed_at_step: int | None, echo: Calla
     for name in config.log:
         if name == "tensorboard":
             from dmlbench.store.loggers.tensorboard import TensorBoardLogger as kind
+        elif name == "wandb":
+            from dmlbench.store.loggers.wandb import WandbLogger as kind
         else:
             from dmlbench.store.loggers.mlflow import MLflowLogger as kind
         try:
