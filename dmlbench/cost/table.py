@@ -57,12 +57,18 @@ def cost_row(label: str, method: Method, shape: StepShape) -> CostRow:
 
 
 def rows_for_table(
-    shape: StepShape, recipe: Recipe, skipped: list[str] | None = None
+    shape: StepShape,
+    recipe: Recipe,
+    skipped: list[str] | None = None,
+    only: set[str] | None = None,
 ) -> list[CostRow]:
-    """Every declared Table-1 row; one the backbone cannot take is left out, with the
-    reason appended to ``skipped`` (raised where no list is given)."""
+    """Every declared Table-1 row (or those labelled in ``only``); one the backbone
+    cannot take is left out, with the reason appended to ``skipped`` (raised where no
+    list is given)."""
     rows = []
     for name, row in table_row_methods():
+        if only is not None and row.label not in only:
+            continue
         options = {**recipe.defaults_for(name)["method_options"], **row.options}
         try:
             cost = cost_row(row.label, get_method(name).from_values(options), shape)
@@ -110,9 +116,13 @@ def describe(shape: StepShape) -> list[str]:
     ]
 
 
-def measure_on_device(method: Method, shape: StepShape, device: torch.device) -> dict:
+def measure_on_device(
+    method: Method, shape: StepShape, device: torch.device, timed_steps: int = 0
+) -> dict:
     """The same step run for real on ``device``: the CUDA allocator's and NVML's peaks
-    over the second step (on a CPU, the RSS growth), and their ratios to the estimate."""
+    over the second step (on a CPU, the RSS growth), and their ratios to the estimate;
+    with ``timed_steps``, that many more steps timed (``train_images_per_s``, the
+    device synchronised before and after)."""
     from dmlbench.cost.memory import step_batch, step_trainer
     from dmlbench.train.meter import PeakMemory
     from dmlbench.train.trainer import Trainer
@@ -135,6 +145,16 @@ def measure_on_device(method: Method, shape: StepShape, device: torch.device) ->
         trainer.backward_and_step(trainer.forward_loss(images, labels))
     measured = memory.result()
     out = {"estimate_mb": estimate.peak_mb, **measured}
+    if timed_steps:
+        import time
+
+        synchronise = torch.cuda.synchronize if device.type == "cuda" else (lambda *a: None)
+        synchronise(device)
+        start = time.perf_counter()
+        for _ in range(timed_steps):
+            trainer.backward_and_step(trainer.forward_loss(images, labels))
+        synchronise(device)
+        out["train_images_per_s"] = timed_steps * shape.batch / (time.perf_counter() - start)
     for key in ("cuda_max_allocated_mb", "nvml_peak_used_mb", "peak_rss_growth_mb"):
         if measured.get(key) is not None:
             out[f"{key} / estimate"] = measured[key] / estimate.peak_mb

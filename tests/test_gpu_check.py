@@ -1,0 +1,82 @@
+"""benchmarks/gpu_check.py's code paths on the CPU (the GPU figures need a GPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from dmlbench.data.public.base import UNCHECKED_COUNTS_ENV
+
+
+def _gpu_check():
+    path = Path(__file__).parents[1] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("gpu_check", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_memory_rows_measure_beside_the_estimate_and_never_overwrite(tmp_path, capsys):
+    from dmlbench.cost.memory import StepShape, estimate_step_memory
+    from dmlbench.registry import get_method
+
+    script = _gpu_check()
+    output = tmp_path / "gpu" / "check.md"
+    argv = [
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        "--backbone",
+        "vit_glyph_patch8_48",
+        "--batch",
+        "8",
+        "--rows",
+        "Linear probe",
+        "--skip-runs",
+        "--output",
+        str(output),
+    ]
+    assert script.main(argv) == 0
+    assert script.main(argv) == 0  # a second check writes beside the first
+    assert output.is_file() and (tmp_path / "gpu" / "check-1.md").is_file()
+    (row,) = [line for line in output.read_text().splitlines() if line.startswith("| Linear")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    shape = StepShape(
+        backbone="vit_glyph_patch8_48",
+        batch=8,
+        amp="fp16",
+        optimizer="sgd",
+        num_classes=100,
+        images_per_class=2,
+        proxy_init="reference",
+    )
+    estimate = estimate_step_memory(get_method("linear-probe")(), shape)
+    assert cells[1] == "ok" and cells[2] == f"{estimate.peak_mb:,.0f}"
+    assert float(cells[6]) > 0  # img/s of the timed steps
+    assert "cuda" not in capsys.readouterr().err
+
+
+def test_the_generated_folder_is_read_as_cub(tmp_path, monkeypatch):
+    from dmlbench.data.spec import get_dataset
+
+    script = _gpu_check()
+    script.write_cub_layout(tmp_path, classes=200, per_class=2, size=16)
+    monkeypatch.setenv(UNCHECKED_COUNTS_ENV, "1")
+    records = get_dataset("cub", str(tmp_path)).records()
+    assert len(records) == 400
+    assert {r.split for r in records} == {"train", "test"}
+    assert len({r.label for r in records if r.split == "train"}) == 100
+
+
+def test_no_cuda_is_one_line_and_exit_2(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert _gpu_check().main(["--device", "cuda"]) == 2
+    assert capsys.readouterr().err.strip().startswith("gpu_check: no CUDA device here")
