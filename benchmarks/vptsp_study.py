@@ -1,0 +1,211 @@
+"""results/vptsp-study/'s tables and figure, from the study's run folders.
+
+    python benchmarks/vptsp_study.py --paper results/runs/vptsp-study-paper \\
+        --bridge results/runs/vptsp-study-bridge --fair results/table1-glyphs/report.csv \\
+        --output results/vptsp-study
+
+Rows are grouped by their label (the grid's) and condition; numbers are mean ± std
+over the seeds found (n given), in percent, on the test classes, final epoch, and
+beside them the best epoch on test (the paper's convention, labelled). The fair
+protocol's rows come from the committed reference table's report.csv (3 seeds).
+Finished runs only; a run still training is counted as missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import yaml
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+PAIRS = {"VPT (B)": "VPTSP-G (B)", "VPT": "VPTSP-G"}
+# (condition, what differs from the fair protocol)
+CONDITIONS = [
+    ("fair", "tuned: AdamW, lr 0.00863, cosine to 0, clip 10, k = 1, 4 epochs"),
+    ("fair, k=2", "the reference's batch layout"),
+    ("fair, 15 epochs", "the reference's length"),
+    ("paper, k=1", "the reference's recipe with k = 1"),
+    ("paper", "the reference's recipe (SGD 5e-3, O at 0.1, cosine over 50, k = 2, 15 epochs)"),
+]
+
+
+def finished_runs(folder: Path) -> list[dict]:
+    runs = []
+    for summary_path in sorted(folder.glob("*/summary.json")):
+        summary = json.loads(summary_path.read_text())
+        if summary.get("status") != "finished":
+            continue
+        config = yaml.safe_load((summary_path.parent / "config.yaml").read_text())
+        epochs = [json.loads(line) for line in
+                  (summary_path.parent / "epochs.jsonl").read_text().splitlines()]  # fmt: skip
+        runs.append({"label": config.get("label") or summary["method_label"],
+                     "seed": summary["seed"], "summary": summary, "epochs": epochs})  # fmt: skip
+    return runs
+
+
+def pair_and_condition(label: str, arm: str) -> tuple[str, str]:
+    """'VPT (B), fair, k=2' → ('VPT (B)', 'fair, k=2'); the paper arm's 'VPT (B) (L6, N10)'
+    → ('VPT (B)', 'paper')."""
+    if arm == "bridge":
+        method, condition = label.split(", ", 1)
+        return method, condition
+    return label.replace(" (L6, N10)", ""), "paper"
+
+
+def mean_std(values: list[float]) -> tuple[float, float, int]:
+    a = 100 * np.asarray(values, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else float("nan"), len(a)
+
+
+def fmt(m: float, s: float, n: int) -> str:
+    if n == 0:
+        return "—"
+    return f"{m:.1f} ± {s:.1f}" if n > 1 else f"{m:.1f}"
+
+
+def collect(args) -> dict:
+    cells: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for arm, folder in (("paper", args.paper), ("bridge", args.bridge)):
+        if folder is None or not folder.is_dir():
+            continue
+        for run in finished_runs(folder):
+            key = pair_and_condition(run["label"], arm)
+            m, best = run["summary"]["metrics"], run["summary"].get("best_on_test") or {}
+            cell = cells[key]
+            cell["r1"].append(m["recall@1"])
+            cell["map"].append(m["map@r"])
+            cell["best_r1"].append(best.get("recall@1", m["recall@1"]))
+            cell["best_map"].append(best.get("map@r", m["map@r"]))
+            cell["seeds"].append(run["seed"])
+            cell["curves"].append([e.get("map@r") for e in run["epochs"]])
+            cell["o_share"].append([e.get("state.o_share") for e in run["epochs"]])
+    if args.fair is not None and args.fair.is_file():
+        fair = pd.read_csv(args.fair)
+        for method in ("VPT (B)", "VPTSP-G (B)", "VPT", "VPTSP-G"):
+            label = {"VPT (B)": "VPT (B) (L6, N10)", "VPT": "VPT (L6, N10)"}.get(method, method)
+            row = fair[fair["row"] == label]
+            if row.empty:
+                continue
+            row = row.iloc[0]
+            cells[(method, "fair")]["summary"] = [
+                (100 * row["metrics.recall@1:mean"], 100 * row["metrics.recall@1:std"],
+                 100 * row["metrics.map@r:mean"], 100 * row["metrics.map@r:std"], 3)
+            ]  # fmt: skip
+    return cells
+
+
+def stats(cell: dict, key: str) -> tuple[float, float, int]:
+    if "summary" in cell:
+        r1m, r1s, mm, ms, n = cell["summary"][0]
+        return (r1m, r1s, n) if key == "r1" else (mm, ms, n)
+    return mean_std(cell[key]) if cell.get(key) else (float("nan"), float("nan"), 0)
+
+
+def table(cells: dict) -> str:
+    lines = ["| condition | what differs | VPT (B) R@1 / MAP@R | VPTSP-G (B) R@1 / MAP@R | "
+             "gap R@1 / MAP@R (VPTSP − VPT) | seeds |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for condition, what in CONDITIONS:
+        a, b = cells.get(("VPT (B)", condition), {}), cells.get(("VPTSP-G (B)", condition), {})
+        ar, am, br, bm = stats(a, "r1"), stats(a, "map"), stats(b, "r1"), stats(b, "map")
+        gap = f"{br[0] - ar[0]:+.1f} / {bm[0] - am[0]:+.1f}" if ar[2] and br[2] else "—"
+        lines.append(f"| {condition} | {what} | {fmt(*ar)} / {fmt(*am)} | {fmt(*br)} / "
+                     f"{fmt(*bm)} | {gap} | {ar[2]} / {br[2]} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def paper_table(cells: dict) -> str:
+    lines = ["| row | final epoch R@1 | final MAP@R | best epoch on test R@1 | best MAP@R "
+             "| seeds |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for method in ("VPT", "VPTSP-G", "VPT (B)", "VPTSP-G (B)", "VPTSP-M (B)", "VPTSP-M",
+                   "BitFit"):  # fmt: skip
+        cell = cells.get((method, "paper"))
+        if not cell or not cell.get("r1"):
+            continue
+        parts = [fmt(*mean_std(cell[k])) for k in ("r1", "map", "best_r1", "best_map")]
+        lines.append(f"| {method} | {' | '.join(parts)} | {len(cell['r1'])} |")
+    return "\n".join(lines)
+
+
+def figure(cells: dict, output: Path) -> Path:
+    fig, (bars, curves, share) = plt.subplots(1, 3, figsize=(16, 4.6))
+    x = np.arange(len(CONDITIONS))
+    for offset, method, colour in ((-0.18, "VPT (B)", "tab:blue"),
+                                   (0.18, "VPTSP-G (B)", "tab:red")):  # fmt: skip
+        means, errs = [], []
+        for i, (condition, _) in enumerate(CONDITIONS):
+            cell = cells.get((method, condition), {})
+            m, s, n = stats(cell, "map")
+            means.append(m)
+            errs.append(0 if n < 2 else s)
+            for value in cell.get("map", []):  # each seed as a dot
+                bars.plot(i + offset, 100 * value, "k.", ms=4, zorder=3)
+        bars.bar(x + offset, means, 0.36, yerr=errs, color=colour, alpha=0.75, label=method,
+                 capsize=3)  # fmt: skip
+    bars.set_xticks(x, [c for c, _ in CONDITIONS], rotation=20, ha="right")
+    bars.set_ylabel("test MAP@R (%), final epoch")
+    low = np.nanmin([stats(cells.get((m, c), {}), "map")[0] for m in ("VPT (B)", "VPTSP-G (B)")
+                     for c, _ in CONDITIONS] or [40])  # fmt: skip
+    high = np.nanmax([stats(cells.get((m, c), {}), "map")[0] for m in ("VPT (B)", "VPTSP-G (B)")
+                      for c, _ in CONDITIONS] or [70])  # fmt: skip
+    bars.set_ylim(max(0, low - 8), high + 6)
+    bars.set_title("VPT (B) against VPTSP-G (B), one change at a time")
+    bars.legend(loc="upper center", ncol=2)
+    for method, colour in (("VPT", "tab:cyan"), ("VPTSP-G", "tab:orange"),
+                           ("VPT (B)", "tab:blue"), ("VPTSP-G (B)", "tab:red")):  # fmt: skip
+        cell = cells.get((method, "paper"))
+        if not cell or not cell.get("curves"):
+            continue
+        length = min(len(c) for c in cell["curves"])
+        stack = 100 * np.array([[v if v is not None else np.nan for v in c[:length]]
+                                for c in cell["curves"]], dtype=float)  # fmt: skip
+        epochs = np.arange(1, length + 1)
+        curves.plot(epochs, np.nanmean(stack, 0), color=colour,
+                    label=f"{method} ({len(stack)} seeds)")  # fmt: skip
+        if len(stack) > 1:
+            curves.fill_between(epochs, np.nanmin(stack, 0), np.nanmax(stack, 0), color=colour,
+                                alpha=0.15)  # fmt: skip
+        shares = [[v for v in s[:length]] for s in cell["o_share"] if all(v is not None for v in s)]
+        if shares:
+            share.plot(epochs, 100 * np.mean(shares, 0), color=colour,
+                       label=f"{method} ({len(shares)} seeds)")  # fmt: skip
+    curves.set_xlabel("epoch")
+    curves.set_ylabel("test MAP@R (%)")
+    curves.set_title("the paper's recipe: test read every epoch (range over seeds)")
+    curves.legend(loc="lower right")
+    share.set_xlabel("epoch")
+    share.set_ylabel("O's share of Q (%)")
+    share.set_title("the paper's recipe: α‖O‖ / (α‖O‖ + (1−α)‖P‖)")
+    share.legend(loc="lower right")
+    fig.tight_layout()
+    path = output / "study.png"
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--paper", type=Path)
+    parser.add_argument("--bridge", type=Path)
+    parser.add_argument("--fair", type=Path)
+    parser.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+    cells = collect(args)
+    args.output.mkdir(parents=True, exist_ok=True)
+    text = ("## The paper's protocol\n\n" + paper_table(cells) + "\n\n## One change at a time\n\n"
+            + table(cells) + "\n")  # fmt: skip
+    (args.output / "tables.md").write_text(text)
+    print(text)
+    print(f"figure: {figure(cells, args.output)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
