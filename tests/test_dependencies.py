@@ -17,7 +17,7 @@ import pytest
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 ROOT = Path(__file__).parents[1]
 # Imported only where an optional extra or a present accelerator is in use.
-OPTIONAL = {"submitit": "slurm", "mlflow": "mlflow", "tensorboard": "tensorboard"}
+OPTIONAL = {"submitit": "slurm", "mlflow": "mlflow", "tensorboard": "tensorboard", "wandb": "wandb"}
 
 
 def _imported_top_level_modules() -> set[str]:
