@@ -36,7 +36,7 @@ class WandbLogger(RunLogger):
             entity=config.wandb_entity,
             name=run_dir.name,
             id=run_id,
-            resume="allow",
+            resume="allow" if self.resumed else None,  # a fresh run asks W&B nothing
             dir=str(run_dir),
             tags=["dmlbench"],
             settings=wandb.Settings(console="off"),  # the run's own log keeps the console
