@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -465,32 +466,48 @@ def row_filter_options(command):
     )(command)  # fmt: skip
 
 
+def executor_options(command):
+    """--executor and the Slurm job's shape, shared by sweep and tune."""
+    options = [
+        click.option(
+            "--executor",
+            type=click.Choice(["local", "slurm", "submitit-local"]),
+            default="local",
+            show_default=True,
+            help="local: --jobs processes here; slurm: an array job through submitit; "
+            "submitit-local: submitit's local executor (the Slurm code path, on this machine).",
+        ),
+        click.option("--slurm-partition", default=None, help="Slurm partition of the array job."),
+        click.option("--gpus-per-run", type=click.IntRange(min=0), default=1, show_default=True),
+        click.option("--cpus-per-run", type=click.IntRange(min=1), default=8, show_default=True),
+        click.option("--mem-gb", type=click.IntRange(min=1), default=32, show_default=True),
+        click.option(
+            "--timeout-min", type=click.IntRange(min=1), default=24 * 60, show_default=True
+        ),  # fmt: skip
+        click.option(
+            "--array-parallelism", type=click.IntRange(min=1), default=32, show_default=True
+        ),  # fmt: skip
+        click.option(
+            "--submitit-folder",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="submitit's job files and logs. [default: <output>/.submitit]",
+        ),
+        click.option(
+            "--wait", is_flag=True, help="With submitit: wait for the jobs and report them."
+        ),  # fmt: skip
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command()
 @click.argument("grid_file", type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="List the grid and what is finished; run nothing.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--output", default=None, help="Override the file's output folder.")
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "slurm", "submitit-local"]),
-    default="local",
-    show_default=True,
-    help="local: --jobs processes here; slurm: an array job through submitit; "
-    "submitit-local: submitit's local executor (the Slurm code path, on this machine).",
-)
-@click.option("--slurm-partition", default=None, help="Slurm partition of the array job.")
-@click.option("--gpus-per-run", type=click.IntRange(min=0), default=1, show_default=True)
-@click.option("--cpus-per-run", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--mem-gb", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--timeout-min", type=click.IntRange(min=1), default=24 * 60, show_default=True)
-@click.option("--array-parallelism", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option(
-    "--submitit-folder",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="submitit's job files and logs. [default: <output>/.submitit]",
-)
-@click.option("--wait", is_flag=True, help="With submitit: wait for the jobs and report them.")
+@executor_options
 @click.option(
     "--stall-timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -557,12 +574,26 @@ def sweep(
 
 
 def _submit_sweep(planned, grid_file: Path, executor: str, wait: bool, **options) -> None:
-    from dmlbench.run.slurm import SlurmOptions, submit
+    from dmlbench.run.slurm import submit
+
+    folder = options.pop("submitit_folder") or Path(planned[0].config.output) / ".submitit"
+    slurm = _slurm_options(executor, options)
+    submitted = submit(planned, executor, folder, slurm, echo=click.echo)
+    if not submitted:
+        return
+    if not wait:
+        click.echo(f"`dmlbench sweep {grid_file} --dry-run` shows what has finished")
+        return
+    if _report_jobs(submitted, lambda result: f"finished, {result['run_dir']}"):
+        sys.exit(1)
+
+
+def _slurm_options(executor: str, options: dict):
+    from dmlbench.run.slurm import SlurmOptions
 
     if executor == "slurm" and not options["slurm_partition"]:
         raise UserError("--executor slurm needs --slurm-partition NAME")
-    folder = options.pop("submitit_folder") or Path(planned[0].config.output) / ".submitit"
-    slurm = SlurmOptions(
+    return SlurmOptions(
         partition=options["slurm_partition"],
         gpus_per_run=options["gpus_per_run"],
         cpus_per_run=options["cpus_per_run"],
@@ -570,22 +601,19 @@ def _submit_sweep(planned, grid_file: Path, executor: str, wait: bool, **options
         timeout_min=options["timeout_min"],
         array_parallelism=options["array_parallelism"],
     )
-    submitted = submit(planned, executor, folder, slurm, echo=click.echo)
-    if not submitted:
-        return
-    if not wait:
-        click.echo(f"`dmlbench sweep {grid_file} --dry-run` shows what has finished")
-        return
+
+
+def _report_jobs(jobs: list, finished: Callable) -> int:
+    """One line per submitit job (waiting for each); the number that failed."""
     failed = 0
-    for job in submitted:
+    for job in jobs:
         try:
-            click.echo(f"job {job.job_id}: finished, {job.result()['run_dir']}")
+            click.echo(f"job {job.job_id}: {finished(job.result())}")
         except Exception as e:  # noqa: BLE001 - report every job, then exit 1
             failed += 1
             last = (str(e).strip().splitlines() or ["(no message)"])[-1]
             click.echo(f"job {job.job_id}: FAILED ({last}); log in {job.paths.stderr}")
-    if failed:
-        sys.exit(1)
+    return failed
 
 
 @main.command()
@@ -621,9 +649,21 @@ def _submit_sweep(planned, grid_file: Path, executor: str, wait: bool, **options
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Rows tuned at a time, each in its own process with its share of the "
               "cores (a row's trials stay sequential: the same budget for every row).")  # fmt: skip
+@click.option(
+    "--storage",
+    default=None,
+    metavar="URL",
+    help="The Optuna storage of the studies: journal:PATH (a journal file, safe on a shared "
+    "filesystem) or an RDB URL (postgresql://…, mysql://…, sqlite:///…). Processes given "
+    "the same grid and storage share its rows. [default: <output>/studies.db; with "
+    "--executor: journal:<output>/studies.journal]",
+)
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="With --executor: tasks of the array job. [default: one a row]")  # fmt: skip
+@executor_options
 @row_filter_options
 def tune(grid_file, method, opts, dataset, backbone, label, config_file, trials, epochs, metric,
-         seed, output, jobs, only, skip) -> None:  # fmt: skip
+         seed, output, jobs, storage, workers, only, skip, **submit) -> None:  # fmt: skip
     """Choose each method's settings on validation classes (Optuna TPE, the same trials and
     epochs for every method); writes chosen.yaml, a sweep that reads test once per seed."""
     from dmlbench.run.tune import TuneSettings, chosen_sweep, tune_rows, write_if_changed
@@ -636,6 +676,8 @@ def tune(grid_file, method, opts, dataset, backbone, label, config_file, trials,
         bases, block, test_output, seeds = _tune_grid(grid_file, only, skip)
         out = Path(output or block.pop("output", "results/tune"))
         block.pop("output", None)
+        storage = storage or block.pop("storage", None)
+        block.pop("storage", None)
         settings = TuneSettings(**{**block, **flags})
     else:
         if method is None:
@@ -652,11 +694,41 @@ def tune(grid_file, method, opts, dataset, backbone, label, config_file, trials,
                              | {"method_options": values["method_options"]})]  # fmt: skip
         out = Path(output or "results/tune")
         test_output, seeds = "results/runs/tuned", [0, 1, 2]
-    results = tune_rows(bases, settings, out, jobs, echo=click.echo)
+    if submit["executor"] != "local":
+        _submit_tune(bases, settings, out, storage, test_output, seeds, workers, **submit)
+        return
+    results = tune_rows(bases, settings, out, jobs, echo=click.echo, storage=storage)
     path = out / "chosen.yaml"
     changed = write_if_changed(path, chosen_sweep(results, test_output, seeds))
     click.echo(f"{path}: {'written' if changed else 'unchanged'}; run it on the test split with "
                f"`dmlbench sweep {path}`")  # fmt: skip
+
+
+def _submit_tune(bases, settings, out: Path, storage, test_output, seeds, workers,
+                 executor: str, wait: bool, **options) -> None:  # fmt: skip
+    """Tuning workers as an array job; the studies in a storage every node reaches."""
+    from dmlbench.run.slurm import submit_tune
+    from dmlbench.run.tune import check_space, is_shared, open_storage, searched_space
+
+    for base in bases:  # bad input stops here, before anything is submitted
+        check_space(base.method, searched_space(base.method, settings))
+    if storage is None:
+        out.mkdir(parents=True, exist_ok=True)
+        storage = f"journal:{out.resolve() / 'studies.journal'}"
+    if not is_shared(storage):
+        raise UserError(f"--storage {storage}: tuning workers on several nodes need a shared "
+                        "storage: journal:PATH or a database URL")  # fmt: skip
+    open_storage(out, settings, storage)  # a bad URL stops here, before anything is submitted
+    folder = options.pop("submitit_folder") or out / ".submitit"
+    jobs = submit_tune(bases, settings, out, storage, test_output, seeds,
+                       workers or len(bases), executor, folder, _slurm_options(executor, options),
+                       echo=click.echo)  # fmt: skip
+    if not wait:
+        click.echo(f"each worker writes {out / 'chosen.yaml'} as it ends; "
+                   f"`dmlbench tune ... --storage {storage}` continues here")  # fmt: skip
+        return
+    if _report_jobs(jobs, lambda result: f"finished, {result}"):
+        sys.exit(1)
 
 
 def _tune_grid(
@@ -671,7 +743,7 @@ def _tune_grid(
 
     grid = read_yaml(grid_file)
     block = dict(grid.get("tune") or {})
-    valid = {"trials", "epochs", "metric", "seed", "output", "heartbeat_seconds",
+    valid = {"trials", "epochs", "metric", "seed", "output", "storage", "heartbeat_seconds",
              "startup_trials", "knobs", "fix"}  # fmt: skip
     unknown = sorted(set(block) - valid)
     if unknown:

@@ -65,3 +65,46 @@ def test_preempted_task_is_requeued_and_resumes_its_run(glyph_folder, tmp_path):
     again: list[str] = []
     assert submit(planned, "submitit-local", tmp_path / "jobs", SlurmOptions(), again.append) == []
     assert again == ["every run of the sweep has finished; nothing to submit"]
+
+
+def test_tuning_workers_as_an_array_job_share_one_journal_study(wide_folder, tmp_path):
+    """`dmlbench tune --executor submitit-local --workers 2`: two tasks drain the grid's
+    rows on the journal file the executor defaults to, each slot once, and write the
+    chosen settings."""
+    import optuna
+    import yaml
+    from click.testing import CliRunner
+    from optuna.storages.journal import JournalFileBackend
+
+    from dmlbench.cli import main
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        f"output: {tmp_path / 'runs'}\n"
+        "base: {backbone: vit_glyph_patch8_48, weights: none, batch_size: 4,"
+        " images_per_class: 2, val_fraction: 0.34, device: cpu}\n"
+        "methods: [{label: A, method: linear-probe}, {label: B, method: bitfit}]\n"
+        f"datasets: ['folder:{wide_folder}']\n"
+        "seeds: [0]\n"
+        f"tune: {{trials: 2, epochs: 1, output: {tmp_path / 'tune'}, heartbeat_seconds: 1}}\n"
+    )
+    result = CliRunner().invoke(main, ["tune", str(grid), "--executor", "submitit-local",
+                                       "--workers", "2", "--wait"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    journal = tmp_path / "tune" / "studies.journal"
+    assert result.output.count(f"(studies in journal:{journal})") == 2
+    assert result.output.count(f"finished, {tmp_path / 'tune' / 'chosen.yaml'}") == 2
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    for summary in optuna.get_all_study_summaries(storage):
+        trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+        assert [(t.state.name, t.user_attrs["slot"]) for t in trials] == [
+            ("COMPLETE", 0), ("COMPLETE", 1)]  # fmt: skip
+    chosen = yaml.safe_load((tmp_path / "tune" / "chosen.yaml").read_text())
+    assert [row["label"] for row in chosen["methods"]] == ["A", "B"]
+
+
+@pytest.fixture(scope="module")
+def wide_folder(tmp_path_factory) -> Path:
+    from .conftest import make_glyph_folder
+
+    return make_glyph_folder(tmp_path_factory.mktemp("wide_folder"), n_classes=16)

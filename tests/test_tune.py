@@ -131,19 +131,37 @@ def wide_folder(tmp_path_factory) -> Path:
     return make_glyph_folder(tmp_path_factory.mktemp("wide_folder"), n_classes=16)
 
 
-def test_a_killed_tune_resumes_where_it_stopped(wide_folder, tmp_path):
+@pytest.mark.parametrize("journal", [False, True], ids=["sqlite", "journal"])
+def test_a_killed_tune_resumes_where_it_stopped(wide_folder, tmp_path, journal):
+    """SIGKILL mid-trial, then the same command: on a journal storage the dead process's
+    lease is taken over at once (same host, its pid gone) and its trial closed."""
     path = grid(tmp_path, f"folder:{wide_folder}", "  - {method: linear-probe}\n", trials=3)
     command = [sys.executable, "-m", "dmlbench", "tune", str(path)]
+    (tmp_path / "tune").mkdir()
+    storage = tmp_path / "tune" / "studies.journal"
+    if journal:
+        command += ["--storage", f"journal:{storage}"]
     killed = subprocess.run(command, env={**os.environ, "DMLBENCH_KILL_AT": "step:4"},
                             capture_output=True, text=True, timeout=600)  # fmt: skip
     assert killed.returncode == -signal.SIGKILL
-    (states,) = studies(tmp_path / "tune").values()
+    (states,) = (journal_studies(storage) if journal else studies(tmp_path / "tune")).values()
     assert "RUNNING" in states and states.count("COMPLETE") + states.count("PRUNED") < 3
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    (states,) = studies(tmp_path / "tune").values()
+    assert "its process died; closed as failed" in resumed.stdout
+    (states,) = (journal_studies(storage) if journal else studies(tmp_path / "tune")).values()
     assert states.count("COMPLETE") + states.count("PRUNED") == 3
     assert (tmp_path / "tune" / "chosen.yaml").exists()
+
+
+def journal_studies(path: Path) -> dict[str, list[str]]:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    return {s.study_name: [t.state.name for t in optuna.load_study(study_name=s.study_name,
+                                                                    storage=storage).trials]
+            for s in optuna.get_all_study_summaries(storage)}  # fmt: skip
 
 
 def test_a_restarted_tune_runs_the_settings_an_uninterrupted_one_would(wide_folder, tmp_path):
@@ -310,3 +328,71 @@ def test_knobs_add_the_methods_own_space_and_fix_holds_a_key_at_the_grids_value(
     path.write_text(bad)
     refused = CliRunner().invoke(main, ["tune", str(path)])
     assert refused.exit_code == 2 and "fix 'nope' is not searched for vpt" in refused.output
+
+
+def _budget_by_study(storage) -> dict[str, list]:
+    import optuna
+
+    by_study = {}
+    for summary in optuna.get_all_study_summaries(storage):
+        trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+        by_study[summary.study_name.split("#")[0]] = [
+            (t.state.name, t.user_attrs.get("slot"), t.params, t.value) for t in trials
+        ]
+    return by_study
+
+
+def test_two_processes_on_one_journal_storage_run_each_slot_once_and_choose_as_one(
+    wide_folder, tmp_path
+):
+    """Two `dmlbench tune` processes on one grid and one journal file (the storage for a
+    shared filesystem): each row is tuned by one process at a time, every slot of every
+    row runs exactly once, and the studies and chosen.yaml equal one process's."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    methods = "  - {label: A, method: linear-probe}\n  - {label: B, method: bitfit}\n"
+    path = grid(tmp_path, f"folder:{wide_folder}", methods, trials=2)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "dmlbench", "tune", str(path)]
+    alone = subprocess.run([*base, "--output", str(tmp_path / "alone")], env=env,
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    journal = tmp_path / "shared" / "studies.journal"
+    journal.parent.mkdir()
+    shared = [*base, "--output", str(tmp_path / "shared"), "--storage", f"journal:{journal}"]
+    workers = [subprocess.Popen(shared, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for _ in range(2)]  # fmt: skip
+    outputs = [worker.communicate(timeout=600) for worker in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err[-2000:]
+    trial_lines = [line.strip() for out, _ in outputs for line in out.splitlines()
+                   if line.strip().startswith("trial ")]  # fmt: skip
+    assert len(trial_lines) == 2 * 2  # 2 rows × 2 slots, each run by one of the processes
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    together = _budget_by_study(storage)
+    one = _budget_by_study(f"sqlite:///{tmp_path / 'alone' / 'studies.db'}")
+    assert sorted(together) == sorted(one) == ["A@folder:" + str(wide_folder),
+                                               "B@folder:" + str(wide_folder)]  # fmt: skip
+    for name, trials in together.items():
+        assert [(state, slot, params) for state, slot, params, _ in trials] == [
+            (state, slot, params) for state, slot, params, _ in one[name]
+        ]
+        assert [slot for _, slot, _, _ in trials] == [0, 1]
+        assert [v for *_, v in trials] == pytest.approx([v for *_, v in one[name]], abs=1e-6)
+    chosen = (tmp_path / "shared" / "chosen.yaml").read_text()
+    assert chosen == (tmp_path / "alone" / "chosen.yaml").read_text()
+    assert not list((tmp_path / "shared" / ".claims").iterdir())  # every lease given back
+
+
+@pytest.mark.parametrize("url,message", [
+    ("journal:/nonexistent-dmlbench/x.journal", "folder /nonexistent-dmlbench does not exist"),
+    ("nosuchdb://somewhere/db", "--storage nosuchdb://somewhere/db: "),
+])  # fmt: skip
+def test_a_bad_storage_is_one_line(glyph_folder, tmp_path, url, message):
+    path = grid(tmp_path, f"folder:{glyph_folder}", "  - {method: linear-probe}\n")
+    result = CliRunner().invoke(main, ["tune", str(path), "--storage", url])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: ") and message in line
+    assert not (tmp_path / "tune").exists()

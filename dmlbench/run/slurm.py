@@ -64,7 +64,7 @@ class SweepTask:
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
-def make_executor(kind: str, folder: Path, options: SlurmOptions):
+def make_executor(kind: str, folder: Path, options: SlurmOptions, name: str = "dmlbench-sweep"):
     submitit = _submitit()
     if kind == "submitit-local":
         executor = submitit.LocalExecutor(folder=folder, max_num_timeout=options.max_requeues)
@@ -79,7 +79,7 @@ def make_executor(kind: str, folder: Path, options: SlurmOptions):
         mem_gb=options.mem_gb,
         timeout_min=options.timeout_min,
         slurm_array_parallelism=options.array_parallelism,
-        name="dmlbench-sweep",
+        name=name,
     )
     return executor
 
@@ -101,4 +101,42 @@ def submit(
     jobs = executor.map_array(SweepTask(), configs, [r.key for r in todo])
     for run, job in zip(todo, jobs, strict=True):
         echo(f"{run.title}: submitted as job {job.job_id}")
+    return jobs
+
+
+class TuneTask:
+    """One tuning worker as a submitit task (picklable, stateless): it drains the grid's
+    rows on a shared storage, as ``dmlbench tune`` does, and writes ``chosen.yaml``
+    (every worker the same file, atomically). Its state is the storage's: a requeued
+    or repeated task continues the studies."""
+
+    def __call__(self, bases_yaml: list[str], settings: dict, output: str, storage: str,
+                 test_output: str, seeds: list[int]) -> str:  # fmt: skip
+        from dmlbench.run.tune import TuneSettings, chosen_sweep, tune_rows, write_if_changed
+
+        bases = [RunConfig(**yaml.safe_load(text)) for text in bases_yaml]
+        out = Path(output)
+        results = tune_rows(bases, TuneSettings(**settings), out, storage=storage)
+        path = out / "chosen.yaml"
+        write_if_changed(path, chosen_sweep(results, test_output, seeds))
+        return str(path)
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def submit_tune(
+    bases: list[RunConfig], settings, output: Path, storage: str, test_output: str,
+    seeds: list[int], workers: int, kind: str, folder: Path, options: SlurmOptions,
+    echo: Callable[[str], None] = print,
+) -> list:  # fmt: skip
+    """Submit ``workers`` tuning tasks as one array job on the shared ``storage``."""
+    executor = make_executor(kind, folder, options, name="dmlbench-tune")
+    configs = [to_yaml(base) for base in bases]
+    task = (configs, dataclasses.asdict(settings), str(output), storage, test_output, seeds)
+    jobs = executor.map_array(TuneTask(), *[[value] * workers for value in task])
+    for job in jobs:
+        echo(f"tuning worker submitted as job {job.job_id} (studies in {storage})")
     return jobs

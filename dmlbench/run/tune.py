@@ -13,8 +13,15 @@ A median pruner stops a trial whose validation MAP@R after an epoch is below
 the median of earlier trials at that epoch (after three complete trials and
 the first epoch), so a bad learning rate costs one or two epochs, not all.
 
-The study lives in an SQLite file under the output folder, with Optuna's
-heartbeat: a killed tune starts again where it stopped. A row's budget is a
+The studies live in an SQLite file under the output folder, with Optuna's
+heartbeat, or in any Optuna storage given as ``--storage``: an RDB URL, or
+``journal:PATH``, Optuna's journal file, which is safe on a shared (network)
+filesystem where SQLite is not. A killed tune starts again where it stopped.
+One process at a time tunes a row (a lock on one machine, a lease on a shared
+storage, see ``dmlbench.run.lease``); other processes given the same grid and
+storage tune the rows nobody holds and then wait for the rest, so any number
+of processes or array tasks drain the rows' budgets, each slot once, and
+choose what one process would. A row's budget is a
 list of slots, each the seed's draw (``startup_draws``); a slot counts once
 a trial of it finished (complete or pruned), so a trial whose process died
 is run again with its settings, and nothing is run twice. The chosen
@@ -27,6 +34,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +47,7 @@ from dmlbench.errors import UserError
 from dmlbench.method import Choice, IntRange, LogUniform, Uniform
 from dmlbench.registry import get_method
 from dmlbench.run.execute import execute, prepare
+from dmlbench.run.lease import describe_owner, try_lease
 from dmlbench.run.lock import holder, try_lock
 from dmlbench.train.checkpoint import fault_point
 
@@ -154,30 +163,70 @@ class TuneResult:
     chosen: RunConfig
 
 
-def open_storage(output: Path, settings: TuneSettings):
-    """The studies' SQLite database under ``output`` (created, with its tables, on first use)."""
+JOURNAL = "journal:"
+
+
+def storage_text(output: Path, url: str | None) -> str:
+    """Where the studies are, for messages."""
+    return url or str(output / "studies.db")
+
+
+def is_shared(url: str | None) -> bool:
+    """Whether processes on several machines may use this storage: then a row is claimed
+    by a lease (a file lock is not to be trusted there)."""
+    return url is not None and not url.startswith("sqlite:")
+
+
+def open_storage(output: Path, settings: TuneSettings, url: str | None = None):
+    """The studies' storage: ``url`` (``journal:PATH`` or an RDB URL), or by default an
+    SQLite database under ``output`` (created, with its tables, on first use)."""
     import optuna
 
-    output.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if url is not None and url.startswith(JOURNAL):
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+        path = Path(url.removeprefix(JOURNAL)).expanduser()
+        if not path.parent.is_dir():
+            raise UserError(f"--storage {url}: folder {path.parent} does not exist; make it "
+                            "(on a filesystem every tuning process sees)")  # fmt: skip
+        # O_EXCL lock files: what Optuna documents for NFSv3+, where fcntl locks break
+        backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
+        output.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(backend)
+    if url is None:
+        output.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since v2.8
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            f"sqlite:///{output / 'studies.db'}",
-            heartbeat_interval=settings.heartbeat_seconds,
-            grace_period=2 * settings.heartbeat_seconds,
-        )  # a trial whose process died becomes FAIL; its slot's draw then runs again
+        try:
+            storage = optuna.storages.RDBStorage(
+                url or f"sqlite:///{output / 'studies.db'}",
+                heartbeat_interval=settings.heartbeat_seconds,
+                grace_period=2 * settings.heartbeat_seconds,
+            )  # a trial whose process died becomes FAIL; its slot's draw then runs again
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy's URL, driver and connection errors
+            if url is None:
+                raise
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UserError(f"--storage {url}: {reason} (give journal:PATH or a database URL "
+                            "such as postgresql://user@host/db)") from None  # fmt: skip
+    output.mkdir(parents=True, exist_ok=True)
+    return storage
+
+
+class RowBusy(Exception):
+    """Another live process tunes this row now (its trials land in the same study)."""
 
 
 def tune_rows(
     bases: list[RunConfig], settings: TuneSettings, output: Path, jobs: int = 1,
-    echo: Callable = print,
+    echo: Callable = print, storage: str | None = None,
 ) -> list[TuneResult]:  # fmt: skip
     """Tune each row, ``jobs`` rows at a time in processes of their own (each with its
     share of the cores). Trials within a row stay sequential, so every row gets
     exactly ``settings.trials`` trials however many processes run."""
     if jobs <= 1 or len(bases) <= 1:
-        return [tune_row(base, settings, output, echo) for base in bases]
+        return drain_rows(bases, settings, output, echo, storage)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
@@ -186,18 +235,19 @@ def tune_rows(
 
     for base in bases:  # bad input stops here, before any process starts
         check_space(base.method, searched_space(base.method, settings))
-    open_storage(output, settings)  # the tables, made once, not raced by the workers
+    open_storage(output, settings, storage)  # the tables, made once, not raced by the workers
     threads = max(1, available_cores() // jobs)
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
     with ProcessPoolExecutor(min(jobs, len(bases)), mp_context=context,
                              initializer=_set_threads, initargs=(threads,)) as pool:  # fmt: skip
-        futures = [pool.submit(tune_row, base, settings, output, None) for base in bases]
+        futures = [pool.submit(drain_rows, [base], settings, output, None, storage)
+                   for base in bases]  # fmt: skip
         try:
-            return [future.result() for future in futures]
+            return [future.result()[0] for future in futures]
         except BrokenProcessPool:  # killed (out of memory, a signal): the studies resume
             raise UserError(
                 f"dmlbench tune: a tuning process died; run the same command again to continue "
-                f"(finished trials are kept in {output / 'studies.db'})"
+                f"(finished trials are kept in {storage_text(output, storage)})"
             ) from None
 
 
@@ -207,23 +257,56 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def tune_row(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable | None):
-    """One row with its header and summary lines (prefixed by the row in a worker)."""
+def drain_rows(
+    bases: list[RunConfig], settings: TuneSettings, output: Path, echo: Callable | None,
+    storage: str | None = None,
+) -> list[TuneResult]:  # fmt: skip
+    """Tune the rows in order, leaving any row another process holds for later, then
+    waiting for those: several processes on one grid and storage share its rows, and
+    each returns every row's result (a row tuned elsewhere is read from the study)."""
+    results: dict[int, TuneResult] = {}
+    told: set[int] = set()
+    while len(results) < len(bases):
+        progressed = False
+        for index, base in enumerate(bases):
+            if index in results:
+                continue
+            try:
+                results[index] = tune_row(base, settings, output, echo, storage)
+                progressed = True
+            except RowBusy as busy:
+                if index not in told:
+                    told.add(index)
+                    say = echo or _row_echo(base)
+                    say(f"{base.label or base.method}: {busy}; tuning the other rows first, "
+                        "then waiting for it")  # fmt: skip
+        if not progressed and len(results) < len(bases):
+            time.sleep(min(5.0, settings.heartbeat_seconds))
+    return [results[index] for index in range(len(bases))]
+
+
+def _row_echo(base: RunConfig) -> Callable:
     row = base.label or base.method
-    if echo is None:
 
-        def echo(line: str) -> None:
-            print(f"[{row}] {line.strip()}", flush=True)
+    def echo(line: str) -> None:
+        print(f"[{row}] {line.strip()}", flush=True)
 
-    echo(f"tuning {row} on {base.dataset} ({settings.trials} trials, "
-         f"validation {settings.metric})")  # fmt: skip
-    result = tune(base, settings, output, echo=echo)
+    return echo
+
+
+def tune_row(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable | None,
+             storage: str | None = None) -> TuneResult:  # fmt: skip
+    """One row with its header and summary lines (prefixed by the row in a worker)."""
+    echo = echo or _row_echo(base)
+    result = tune(base, settings, output, echo=echo, storage=storage)
     echo(summary_line(result, settings.metric))
     return result
 
 
-def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable = print):
-    """Tune one method row; returns the chosen settings (and the study's numbers)."""
+def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable = print,
+         storage: str | None = None) -> TuneResult:  # fmt: skip
+    """Tune one method row; returns the chosen settings (and the study's numbers). Raises
+    RowBusy while another live process tunes it."""
 
     space = searched_space(base.method, settings)
     check_space(base.method, space)
@@ -233,20 +316,35 @@ def tune(base: RunConfig, settings: TuneSettings, output: Path, echo: Callable =
         trial_base = dataclasses.replace(trial_base, epochs=settings.epochs)
     trial_base = prepare(trial_base, require_data=True)[0]  # bad input stops here: nothing written
     _check_validation_split(trial_base)
-    storage = open_storage(output, settings)
+    studies = open_storage(output, settings, storage)
     name = (
         study_name(trial_base)
         + ("+knobs" if settings.knobs else "")
         + "".join(f"+fixed:{key}" for key in settings.fix)
     )
-    owner = try_lock(study_lock_path(output, name))
-    if owner is None:
-        raise UserError(
-            f"tune {name.split('#')[0]}: {holder(study_lock_path(output, name))} is tuning this "
-            "row now; wait for it to end (its trials are in the same study)"
-        )
+    owner = claim_row(output, name, storage, settings)
     with owner:
-        return _tune_owned(base, settings, output, echo, space, trial_base, storage, name)
+        row = base.label or base.method
+        echo(f"tuning {row} on {base.dataset} ({settings.trials} trials, "
+             f"validation {settings.metric})")  # fmt: skip
+        return _tune_owned(base, settings, output, echo, space, trial_base, studies, name)
+
+
+def claim_row(output: Path, name: str, storage: str | None, settings: TuneSettings):
+    """The right to tune the study ``name``: a kernel lock on one machine, a lease file
+    (kept alive, taken over when its owner is gone) for a shared storage. With it held,
+    a trial left RUNNING in the study belongs to a dead process."""
+    path = study_lock_path(output, name)
+    if is_shared(storage):
+        lease_path = path.parent.parent / ".claims" / path.with_suffix(".lease").name
+        owner = try_lease(lease_path, ttl=2 * settings.heartbeat_seconds)
+        if owner is None:
+            raise RowBusy(f"{describe_owner(lease_path)} is tuning it")
+        return owner
+    owner = try_lock(path)
+    if owner is None:
+        raise RowBusy(f"{holder(path)} is tuning it")
+    return owner
 
 
 def study_lock_path(output: Path, name: str) -> Path:
@@ -484,10 +582,13 @@ def chosen_sweep(results: list[TuneResult], output: str, seeds: list[int]) -> st
 
 
 def write_if_changed(path: Path, text: str) -> bool:
-    """Re-running a finished tune changes nothing: the file is rewritten only if different."""
+    """Re-running a finished tune changes nothing: the file is rewritten only if different
+    (atomically: several tuning processes may write the same file as they end)."""
+    from dmlbench.atomic import write_text_atomic
+
     if path.exists() and path.read_text() == text:
         return False
-    path.write_text(text)
+    write_text_atomic(path, text)
     return True
 
 
