@@ -707,18 +707,30 @@ def tune(grid_file, method, opts, dataset, backbone, label, config_file, trials,
 def _submit_tune(bases, settings, out: Path, storage, test_output, seeds, workers,
                  executor: str, wait: bool, **options) -> None:  # fmt: skip
     """Tuning workers as an array job; the studies in a storage every node reaches."""
+    from dmlbench.run import tune as tuning
     from dmlbench.run.slurm import submit_tune
-    from dmlbench.run.tune import check_space, is_shared, open_storage, searched_space
 
     for base in bases:  # bad input stops here, before anything is submitted
-        check_space(base.method, searched_space(base.method, settings))
+        tuning.check_space(base.method, tuning.searched_space(base.method, settings))
     if storage is None:
         out.mkdir(parents=True, exist_ok=True)
-        storage = f"journal:{out.resolve() / 'studies.journal'}"
-    if not is_shared(storage):
+        storage = f"{tuning.JOURNAL}{out / 'studies.journal'}"
+    if storage.startswith(tuning.JOURNAL):  # the tasks may start in another folder
+        storage = (
+            f"{tuning.JOURNAL}{Path(storage.removeprefix(tuning.JOURNAL)).expanduser().resolve()}"
+        )
+    out = out.resolve()
+    if not tuning.is_shared(storage):
         raise UserError(f"--storage {storage}: tuning workers on several nodes need a shared "
                         "storage: journal:PATH or a database URL")  # fmt: skip
-    open_storage(out, settings, storage)  # a bad URL stops here, before anything is submitted
+    if tuning.url_password(storage):  # submitit writes each task's arguments to disk
+        shown = tuning.storage_text(out, storage)
+        raise UserError(f"--storage {shown}: with --executor the URL is stored with the jobs; "
+                        "keep the password in the database client's own file (e.g. ~/.pgpass) "
+                        "and leave it out of the URL")  # fmt: skip
+    tuning.open_storage(
+        out, settings, storage
+    )  # a bad URL stops here, before anything is submitted
     folder = options.pop("submitit_folder") or out / ".submitit"
     jobs = submit_tune(bases, settings, out, storage, test_output, seeds,
                        workers or len(bases), executor, folder, _slurm_options(executor, options),

@@ -388,6 +388,7 @@ def test_two_processes_on_one_journal_storage_run_each_slot_once_and_choose_as_o
 @pytest.mark.parametrize("url,message", [
     ("journal:/nonexistent-dmlbench/x.journal", "folder /nonexistent-dmlbench does not exist"),
     ("nosuchdb://somewhere/db", "--storage nosuchdb://somewhere/db: "),
+    ("postgresql://u:secret@127.0.0.1:1/db", "--storage postgresql://u:***@127.0.0.1:1/db: "),
 ])  # fmt: skip
 def test_a_bad_storage_is_one_line(glyph_folder, tmp_path, url, message):
     path = grid(tmp_path, f"folder:{glyph_folder}", "  - {method: linear-probe}\n")
@@ -395,4 +396,16 @@ def test_a_bad_storage_is_one_line(glyph_folder, tmp_path, url, message):
     assert result.exit_code == 2, result.output
     (line,) = result.output.strip().splitlines()
     assert line.startswith("error: ") and message in line
+    assert "secret" not in result.output  # a database password never shows
     assert not (tmp_path / "tune").exists()
+
+
+def test_workers_refuse_a_password_in_the_storage_url(glyph_folder, tmp_path):
+    """submitit keeps each task's arguments on disk: a password there would be stored."""
+    path = grid(tmp_path, f"folder:{glyph_folder}", "  - {method: linear-probe}\n")
+    url = "postgresql://u:secret@db.example/x"
+    result = CliRunner().invoke(main, ["tune", str(path), "--executor", "submitit-local",
+                                       "--storage", url])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "~/.pgpass" in result.output and "secret" not in result.output
+    assert not (tmp_path / "tune" / ".submitit").exists()

@@ -138,5 +138,5 @@ def submit_tune(
     task = (configs, dataclasses.asdict(settings), str(output), storage, test_output, seeds)
     jobs = executor.map_array(TuneTask(), *[[value] * workers for value in task])
     for job in jobs:
-        echo(f"tuning worker submitted as job {job.job_id} (studies in {storage})")
+        echo(f"tuning worker submitted as job {job.job_id} (studies in {storage})")  # no password
     return jobs

@@ -167,8 +167,29 @@ JOURNAL = "journal:"
 
 
 def storage_text(output: Path, url: str | None) -> str:
-    """Where the studies are, for messages."""
-    return url or str(output / "studies.db")
+    """Where the studies are, for messages: a database URL's password never shows."""
+    if url is None:
+        return str(output / "studies.db")
+    if url.startswith(JOURNAL):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy parses: say nothing of it
+        return "the storage given"
+
+
+def url_password(url: str | None) -> bool:
+    """Whether a database URL carries a password (which must not be written anywhere)."""
+    if url is None or url.startswith(JOURNAL):
+        return False
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).password is not None
+    except Exception:  # noqa: BLE001 - unparsable: open_storage says so
+        return False
 
 
 def is_shared(url: str | None) -> bool:
@@ -207,8 +228,9 @@ def open_storage(output: Path, settings: TuneSettings, url: str | None = None):
         except Exception as e:  # noqa: BLE001 - SQLAlchemy's URL, driver and connection errors
             if url is None:
                 raise
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise UserError(f"--storage {url}: {reason} (give journal:PATH or a database URL "
+            shown = storage_text(output, url)
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0].replace(url, shown)
+            raise UserError(f"--storage {shown}: {reason} (give journal:PATH or a database URL "
                             "such as postgresql://user@host/db)") from None  # fmt: skip
     output.mkdir(parents=True, exist_ok=True)
     return storage
