@@ -1,6 +1,7 @@
 """What a `dmlbench tune` grid spent and chose, per row, as a markdown table.
 
-Reads the studies (``studies.db``) and the trial runs under a tune output folder:
+Reads the studies (``studies.db``, or the tune's ``--storage``) and the trial runs
+under a tune output folder:
 per row, the trials of its budget that completed and were pruned (one per
 slot, the sampler seed's draw for it; a trial that failed or repeated a slot
 is listed apart and never chosen), the chosen settings with their validation
@@ -10,6 +11,8 @@ wall time of a parallel tune).
 
     python benchmarks/tuning_table.py results/tune/table1-glyphs
     python benchmarks/tuning_table.py results/tune/table1-glyphs --curves curves.png
+    python benchmarks/tuning_table.py results/tune/table1-glyphs-zoo \
+        --storage journal:results/table1-glyphs-zoo/studies.journal
 
 ``--curves`` also draws each row's chosen trial, validation MAP@R and R@1 after
 every epoch (one seed: the trial's): how fast each method gets there, measured
@@ -108,16 +111,23 @@ def row_method(dirs: dict[str, Path], row: str) -> str | None:
     return yaml.safe_load((run_dir / "config.yaml").read_text())["method"]
 
 
-def budget_by_row(tune_dir: Path, dirs: dict[str, Path], trials: int, seed: int):
+def budget_by_row(tune_dir: Path, dirs: dict[str, Path], trials: int, seed: int,
+                  url: str | None = None):  # fmt: skip
     """Each tuned row with its study and the trials its budget counted (one per slot, the
     seed's draw for it; failed and repeated trials left out), in the studies' order."""
     import optuna
 
     from dmlbench.registry import get_method
-    from dmlbench.run.tune import N_STARTUP, _budget_trials, startup_draws
+    from dmlbench.run.tune import (
+        N_STARTUP,
+        TuneSettings,
+        _budget_trials,
+        open_storage,
+        startup_draws,
+    )
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = f"sqlite:///{tune_dir / 'studies.db'}"
+    storage = open_storage(tune_dir, TuneSettings(), url)
     for summary in optuna.get_all_study_summaries(storage):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         row = summary.study_name.split("@", 1)[0].replace("_", " ")
@@ -135,6 +145,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=6, help="the budget per row")
     parser.add_argument("--seed", type=int, default=0, help="the tune's sampler seed")
     parser.add_argument("--curves", type=Path, default=None, help="PNG of the chosen trials")
+    parser.add_argument("--storage", default=None, help="the tune's --storage, if it had one")
     args = parser.parse_args()
     dirs = trial_dirs(args.tune_dir / "trials")
     seconds = seconds_by_row(dirs)
@@ -143,7 +154,8 @@ def main() -> None:
           "| not counted (failed / repeated) | run time (min) |")  # fmt: skip
     print("|---|---|---|---|---|---|")
     total = 0.0
-    for row, study, counted in budget_by_row(args.tune_dir, dirs, args.trials, args.seed):
+    for row, study, counted in budget_by_row(args.tune_dir, dirs, args.trials, args.seed,
+                                                args.storage):  # fmt: skip
         complete = [t for t in counted if t.state == TrialState.COMPLETE]
         pruned = [t for t in counted if t.state == TrialState.PRUNED]
         failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
