@@ -124,10 +124,10 @@ def end_to_end(args, device: torch.device, work: Path) -> list[dict]:
     processes = max(torch.cuda.device_count(), 1) if device.type == "cuda" else 2
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 f"--nproc_per_node={processes}"]  # fmt: skip
-    ddp = [*launcher, "-m", "dmlbench", "run", "--method", "vpt", *common,
+    ddp = [*launcher, "-m", "dmlbench", "run", "--method", "vptsp-g", *common,
            "--output", str(work / "torchrun")]  # fmt: skip
     backend = "NCCL" if device.type == "cuda" else "gloo"
-    results.append({"row": f"VPT under torchrun ({processes} processes, {backend})",
+    results.append({"row": f"VPTSP-G under torchrun ({processes} processes, {backend})",
                     **run_command(ddp, env, args.e2e_timeout)})  # fmt: skip
     return results
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from dmlbench.nn.model import EmbeddingModel, ModelSpec
 from dmlbench.options import build_options, option
+from dmlbench.train.distributed import SINGLE, DistContext
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,10 @@ class Method:
     # False for methods whose own state (not parameters) a step updates from
     # the local batch: under several processes the ranks' copies would drift.
     distributed: ClassVar[bool] = True
+    # The processes the run trains on, set by the trainer before the first step: a
+    # method whose state a step updates (VPTSP's memory P) gathers the global batch
+    # through it, so that every rank makes the update one process would.
+    processes: DistContext = SINGLE
     # The method's rows of Table-1-style tables (see TableRow).
     table_rows: ClassVar[tuple[TableRow, ...]] = ()
 
@@ -186,6 +191,20 @@ class Method:
         additions fold into the backbone's weights (LoRA, SSF) returns a merged copy,
         so test-time cost is the backbone's. Embeddings must agree with ``model``'s."""
         return model
+
+    def processes_problem(self) -> str | None:
+        """Why these options cannot train on several processes (None: they can)."""
+        if self.distributed:
+            return None
+        return "its state is updated from each process's own batch, so the copies would drift"
+
+    def synchronises_itself(self, model: EmbeddingModel) -> list[torch.Tensor]:
+        """Trainable parameters DDP must leave alone under several processes because the
+        method keeps their copies equal itself (e.g. with
+        :func:`dmlbench.train.distributed.average_gradient` on the rows it uses): those
+        kept in host memory, which DDP cannot reduce beside accelerator tensors, and those
+        the method steps itself."""
+        return []
 
     def host_resident(self, model: EmbeddingModel) -> list[torch.Tensor]:
         """Tensors the method keeps in host memory on an accelerator run (with their

@@ -29,6 +29,12 @@ from dmlbench.nn.prompt_bank import ClassPromptBank, resolve_storage
 from dmlbench.nn.prompts import DeepPrompts, PromptInserter, init_prompts, tapered_counts
 from dmlbench.options import option
 from dmlbench.registry import register_method
+from dmlbench.train.distributed import (
+    average_gradient,
+    gather_tensor,
+    gather_with_gradient,
+    local_share,
+)
 
 
 @dataclass
@@ -160,8 +166,15 @@ def _proxy_pass(backbone: nn.Module, images: torch.Tensor, per_image: torch.Tens
 
 
 class VPTSP(Method):
-    # P and a lazy prompt bank are updated from each process's own batch.
-    distributed = False
+    """Under several processes (torchrun) every rank makes the update one process makes on
+    the global batch: the batch's labels and semantic embeddings p_i are gathered (the
+    latter with their gradients), so P, Q and the loss are the same on every rank; the
+    class-prompt rows of the global batch's classes are gathered from each rank's copy of
+    the bank, and for a host or lazy bank (which DDP does not see) their gradients are
+    averaged over the ranks as DDP averages the rest, so every copy takes the same step.
+    The bank is replicated, not sharded by class: one step exchanges only the batch's
+    rows (U × T × D), and host memory holds a copy per rank (see docs/distributed.md)."""
+
     Options = VPTSPOptions
 
     @classmethod
@@ -225,6 +238,10 @@ class VPTSP(Method):
         bank = model.semantic.bank
         return [] if bank.storage == "device" else [bank.weight, *bank.host_state()]
 
+    def synchronises_itself(self, model: EmbeddingModel) -> list[torch.Tensor]:
+        bank = model.semantic.bank
+        return [] if bank.storage == "device" else [bank.weight]  # see proxies()
+
     def updates_itself(self, model: EmbeddingModel) -> list[torch.Tensor]:
         bank = model.semantic.bank
         return [] if bank.in_optimizer else [bank.weight]  # lazy: after_step's row update
@@ -246,10 +263,14 @@ class VPTSP(Method):
         memory = semantic.memory
         if not model.training:  # evaluation needs no proxies beyond the stored ones
             return self._combine(memory, model.proxies)
-        batch = batch_classes(labels)
+        ctx = self.processes
+        # the global batch's classes (one process: its own), so every rank updates P alike
+        batch = batch_classes(gather_tensor(labels, ctx))
         classes, slot = batch.classes.to(images.device), batch.slot.to(images.device)
         rows = semantic.bank.gather(classes, images.device)  # U × T × D
-        per_image = rows[slot]  # B × T × D
+        if semantic.bank.storage != "device":  # DDP averages a device bank's gradient
+            rows = average_gradient(rows, ctx)
+        per_image = rows[slot[local_share(len(slot), ctx)]]  # this rank's B × T × D
         counts = self.class_counts
         if self.options.checkpointing:
             features = checkpoint(
@@ -257,7 +278,7 @@ class VPTSP(Method):
             )
         else:
             features = _proxy_pass(model.backbone, images, per_image, counts)
-        p = semantic.proxy_head(features)  # B × E, unit norm
+        p = gather_with_gradient(semantic.proxy_head(features), ctx)  # global B × E, unit norm
         updated = F.normalize(self._update(semantic, memory[classes], p, batch), dim=-1)
         stored = memory.index_copy(0, classes, updated.to(memory.dtype))  # differentiable
         with torch.no_grad():
@@ -335,6 +356,12 @@ class VPTSPGated(VPTSP):
 
     def _make_gru(self, spec: ModelSpec) -> nn.Module:
         return ProxyGRUCell(spec.embedding_dim, self.options.gru_dropout)
+
+    def processes_problem(self) -> str | None:
+        if self.options.gru_dropout > 0:
+            return (f"gru_dropout={self.options.gru_dropout} draws its own mask on each "
+                    "process, so their memories P would drift; set gru_dropout to 0")  # fmt: skip
+        return None
 
     def _update(self, semantic, previous, p, batch: BatchClasses) -> torch.Tensor:
         # Each class's images in batch order, starting from h = P^c; classes

@@ -186,10 +186,10 @@ def build(config: RunConfig, echo) -> Session:
     device = pick_device(config.device)
     ctx = distributed.from_environment(device.type)
     if ctx.enabled:
-        if not method.distributed:
+        if (problem := method.processes_problem()) is not None:
             raise UserError(
-                f"method {config.method} does not support several processes (torchrun) yet; "
-                "run it in one process"
+                f"method {config.method} cannot train on several processes (torchrun): "
+                f"{problem}; run it in one process"
             )
         if device.type == "cuda":
             device = torch.device("cuda", ctx.local_rank)
@@ -291,7 +291,9 @@ def _put_back(s: Session, payload: dict) -> None:
     s.progress = Progress(**stored)
     if payload["epoch_progress"] is not None:
         s.progress.open_epoch = EpochProgress(**payload["epoch_progress"])
-    set_rng_state(payload["rng"])
+    per_rank = payload.get("rng_per_rank")
+    same_world = isinstance(per_rank, list) and len(per_rank) == s.ctx.world
+    set_rng_state(per_rank[s.ctx.rank] if same_world else payload["rng"])
     s.generator.set_state(payload["generator"])
 
 
@@ -421,6 +423,8 @@ def save(s: Session, epoch_progress: EpochProgress | None) -> None:
         "epoch_progress": dataclasses.asdict(epoch_progress) if epoch_progress else None,
         "rng": rng_state(),
     }
+    if s.ctx.enabled:  # each rank's own: augmentations draw from them (rank 0's is "rng")
+        payload["rng_per_rank"] = distributed.gather_objects(payload["rng"], s.ctx)
     if s.ctx.is_main:
         save_checkpoint(s.writer.run_dir, s.trainer.step, payload, s.config.keep_checkpoints)
     distributed.barrier(s.ctx)

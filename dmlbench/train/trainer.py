@@ -74,8 +74,15 @@ class Trainer:
         # Several processes: the forward pass goes through DDP (which averages
         # the gradients of what trains); the method's hooks still see the plain model.
         self.forward_model = model
+        method.processes = ctx
         if ctx.enabled:
             ids = [device.index] if device.type == "cuda" else None
+            kept = {id(p) for p in method.synchronises_itself(model)}
+            ignored = [name for name, p in model.named_parameters() if id(p) in kept]
+            if ignored:  # torch's own (underscored) hook for what DDP must not reduce
+                nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                    model, ignored
+                )
             self.forward_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.optimizer, self.scheduler = optimizer, scheduler
         self.device, self.amp_dtype, self.grad_clip = device, amp_dtype, grad_clip
