@@ -21,6 +21,7 @@ from dmlbench.method import (
     Uniform,
 )
 from dmlbench.nn.model import EmbeddingHead, EmbeddingModel, ModelSpec
+from dmlbench.nn.peft_tuning import TARGET_HELP, TARGETS, PeftMethod, block_regex
 from dmlbench.options import option
 from dmlbench.paths import cache_root
 from dmlbench.registry import register_method
@@ -36,6 +37,11 @@ __all__ = [
     "ModelSpec",
     "TableRow",
     "PaperNumbers",
+    # methods whose adapters peft adds (see methods/loha.py)
+    "PeftMethod",
+    "TARGETS",
+    "TARGET_HELP",
+    "block_regex",
     # tuning spaces (Method.search_space)
     "LogUniform",
     "Uniform",

@@ -14,16 +14,9 @@ from typing import Literal
 
 from peft import FourierFTConfig
 
-from dmlbench.method import Choice, Method, MethodOptions, TableRow
-from dmlbench.nn.model import EmbeddingModel, ModelSpec
-from dmlbench.nn.peft_tuning import (
-    TARGET_HELP,
-    TARGETS,
-    attach_peft,
-    block_regex,
-    merged_copy,
-    per_layer,
-)
+from dmlbench.method import Choice, MethodOptions, TableRow
+from dmlbench.nn.model import ModelSpec
+from dmlbench.nn.peft_tuning import TARGET_HELP, TARGETS, PeftMethod, block_regex
 from dmlbench.options import option
 from dmlbench.registry import register_method
 
@@ -41,29 +34,23 @@ class FourierFTOptions(MethodOptions):
 
 
 @register_method("fourierft")
-class FourierFT(Method):
+class FourierFT(PeftMethod):
     description = "FourierFT (peft): sparse learned spectrum of the weight update, merged."
     Options = FourierFTOptions
     table_rows = (TableRow("FourierFT (n1000, qkv)", {"frequencies": 1000}, order=46),)
 
-    def attach(self, model: EmbeddingModel) -> None:
+    def peft_config(self, spec: ModelSpec) -> FourierFTConfig:
         o = self.options
-        smallest = min(i * out for block in model.spec.block_linears for _, i, out in block)
+        smallest = min(i * out for block in spec.block_linears for _, i, out in block)
         if o.frequencies > smallest:
             raise ValueError(f"frequencies={o.frequencies} exceeds a layer's {smallest} weights")
-        config = FourierFTConfig(n_frequency=o.frequencies, scaling=o.scaling,
-                                 init_weights=o.zero_init,
-                                 target_modules=block_regex(TARGETS[o.targets]))  # fmt: skip
-        attach_peft(model, config)
-
-    def inference_model(self, model: EmbeddingModel) -> EmbeddingModel:
-        return merged_copy(model)
+        return FourierFTConfig(n_frequency=o.frequencies, scaling=o.scaling,
+                               init_weights=o.zero_init,
+                               target_modules=block_regex(TARGETS[o.targets]))  # fmt: skip
 
     @classmethod
     def search_space(cls) -> dict:
         return {**super().search_space(), "opt.frequencies": Choice((500, 1000, 3000))}
 
-    def tunable_formula(self, spec: ModelSpec) -> int:
-        n = self.options.frequencies
-        spectra = per_layer(spec, TARGETS[self.options.targets], lambda path, i, o: n)
-        return spec.head_params + spec.proxy_params + spectra + self.bias_formula(spec)
+    def adapter_count(self, path: str, fan_in: int, fan_out: int) -> int:
+        return self.options.frequencies  # one learned coefficient per frequency

@@ -17,9 +17,9 @@ from typing import Literal
 
 from peft import IA3Config
 
-from dmlbench.method import Method, MethodOptions, TableRow
-from dmlbench.nn.model import EmbeddingModel, ModelSpec
-from dmlbench.nn.peft_tuning import attach_peft, block_regex, merged_copy, per_layer
+from dmlbench.method import MethodOptions, TableRow
+from dmlbench.nn.model import ModelSpec
+from dmlbench.nn.peft_tuning import PeftMethod, block_regex
 from dmlbench.options import option
 from dmlbench.registry import register_method
 
@@ -38,23 +38,17 @@ class IA3Options(MethodOptions):
 
 
 @register_method("ia3")
-class IA3(Method):
+class IA3(PeftMethod):
     description = "(IA)³ (peft): learned rescaling of keys, values and MLP activations, merged."
     Options = IA3Options
     table_rows = (TableRow("(IA)³", {"targets": "paper"}, order=42),)
 
-    def attach(self, model: EmbeddingModel) -> None:
-        paths = IA3_TARGETS[self.options.targets]
-        config = IA3Config(target_modules=block_regex(paths),
-                           feedforward_modules=block_regex(FEEDFORWARD))  # fmt: skip
-        attach_peft(model, config)
+    def peft_config(self, spec: ModelSpec) -> IA3Config:
+        return IA3Config(target_modules=block_regex(self.adapted_paths()),
+                         feedforward_modules=block_regex(FEEDFORWARD))  # fmt: skip
 
-    def inference_model(self, model: EmbeddingModel) -> EmbeddingModel:
-        return merged_copy(model)
+    def adapted_paths(self) -> tuple[str, ...]:
+        return IA3_TARGETS[self.options.targets]
 
-    def tunable_formula(self, spec: ModelSpec) -> int:
-        def vector(path: str, i: int, o: int) -> int:
-            return i if path in FEEDFORWARD else o
-
-        scalings = per_layer(spec, IA3_TARGETS[self.options.targets], vector)
-        return spec.head_params + spec.proxy_params + scalings + self.bias_formula(spec)
+    def adapter_count(self, path: str, fan_in: int, fan_out: int) -> int:
+        return fan_in if path in FEEDFORWARD else fan_out  # one scale per input or output

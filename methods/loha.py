@@ -12,16 +12,9 @@ from typing import Literal
 
 from peft import LoHaConfig
 
-from dmlbench.method import Choice, Method, MethodOptions, TableRow
-from dmlbench.nn.model import EmbeddingModel, ModelSpec
-from dmlbench.nn.peft_tuning import (
-    TARGET_HELP,
-    TARGETS,
-    attach_peft,
-    block_regex,
-    merged_copy,
-    per_layer,
-)
+from dmlbench.method import Choice, MethodOptions, TableRow
+from dmlbench.nn.model import ModelSpec
+from dmlbench.nn.peft_tuning import TARGET_HELP, TARGETS, PeftMethod, block_regex
 from dmlbench.options import option
 from dmlbench.registry import register_method
 
@@ -38,24 +31,18 @@ class LoHaOptions(MethodOptions):
 
 
 @register_method("loha")
-class LoHa(Method):
+class LoHa(PeftMethod):
     description = "LoHa (peft): Hadamard product of two low-rank updates, merged."
     Options = LoHaOptions
     table_rows = (TableRow("LoHa (r8, qkv)", {"rank": 8, "targets": "qkv"}, order=43),)
 
-    def attach(self, model: EmbeddingModel) -> None:
+    def peft_config(self, spec: ModelSpec) -> LoHaConfig:
         o = self.options
-        config = LoHaConfig(r=o.rank, alpha=o.alpha, target_modules=block_regex(TARGETS[o.targets]))
-        attach_peft(model, config)
-
-    def inference_model(self, model: EmbeddingModel) -> EmbeddingModel:
-        return merged_copy(model)
+        return LoHaConfig(r=o.rank, alpha=o.alpha, target_modules=block_regex(TARGETS[o.targets]))
 
     @classmethod
     def search_space(cls) -> dict:
         return {**super().search_space(), "opt.rank": Choice((4, 8, 16))}
 
-    def tunable_formula(self, spec: ModelSpec) -> int:
-        r = self.options.rank
-        factors = per_layer(spec, TARGETS[self.options.targets], lambda path, i, o: 2 * r * (i + o))
-        return spec.head_params + spec.proxy_params + factors + self.bias_formula(spec)
+    def adapter_count(self, path: str, fan_in: int, fan_out: int) -> int:
+        return 2 * self.options.rank * (fan_in + fan_out)

@@ -14,16 +14,9 @@ from typing import Literal
 from peft import LoKrConfig
 from peft.tuners.lokr.layer import factorization
 
-from dmlbench.method import Choice, Method, MethodOptions, TableRow
-from dmlbench.nn.model import EmbeddingModel, ModelSpec
-from dmlbench.nn.peft_tuning import (
-    TARGET_HELP,
-    TARGETS,
-    attach_peft,
-    block_regex,
-    merged_copy,
-    per_layer,
-)
+from dmlbench.method import Choice, MethodOptions, TableRow
+from dmlbench.nn.model import ModelSpec
+from dmlbench.nn.peft_tuning import TARGET_HELP, TARGETS, PeftMethod, block_regex
 from dmlbench.options import option
 from dmlbench.registry import register_method
 
@@ -41,31 +34,25 @@ class LoKrOptions(MethodOptions):
 
 
 @register_method("lokr")
-class LoKr(Method):
+class LoKr(PeftMethod):
     description = "LoKr (peft): Kronecker product of a small and a low-rank factor, merged."
     Options = LoKrOptions
     table_rows = (TableRow("LoKr (r8, qkv)", {"rank": 8, "targets": "qkv"}, order=44),)
 
-    def attach(self, model: EmbeddingModel) -> None:
+    def peft_config(self, spec: ModelSpec) -> LoKrConfig:
         o = self.options
-        config = LoKrConfig(r=o.rank, alpha=o.alpha, decompose_factor=o.decompose_factor,
-                            target_modules=block_regex(TARGETS[o.targets]))  # fmt: skip
-        attach_peft(model, config)
-
-    def inference_model(self, model: EmbeddingModel) -> EmbeddingModel:
-        return merged_copy(model)
+        return LoKrConfig(r=o.rank, alpha=o.alpha, decompose_factor=o.decompose_factor,
+                          target_modules=block_regex(TARGETS[o.targets]))  # fmt: skip
 
     @classmethod
     def search_space(cls) -> dict:
         return {**super().search_space(), "opt.rank": Choice((4, 8, 16))}
 
-    def tunable_formula(self, spec: ModelSpec) -> int:
-        r, factor = self.options.rank, self.options.decompose_factor
-
-        def kronecker(path: str, i: int, o: int) -> int:
-            (a, b), (c, d) = factorization(o, factor), factorization(i, factor)
-            second = r * (b + d) if r < max(b, d) / 2 else b * d
-            return a * c + second
-
-        factors = per_layer(spec, TARGETS[self.options.targets], kronecker)
-        return spec.head_params + spec.proxy_params + factors + self.bias_formula(spec)
+    def adapter_count(self, path: str, fan_in: int, fan_out: int) -> int:
+        r = self.options.rank
+        (a, b), (c, d) = (
+            factorization(fan_out, self.options.decompose_factor),
+            factorization(fan_in, self.options.decompose_factor),
+        )
+        second = r * (b + d) if r < max(b, d) / 2 else b * d  # low-rank, or full if smaller
+        return a * c + second

@@ -15,16 +15,9 @@ from typing import Literal
 
 from peft import LoraConfig
 
-from dmlbench.method import Choice, Method, MethodOptions, TableRow
-from dmlbench.nn.model import EmbeddingModel, ModelSpec
-from dmlbench.nn.peft_tuning import (
-    TARGET_HELP,
-    TARGETS,
-    attach_peft,
-    block_regex,
-    merged_copy,
-    per_layer,
-)
+from dmlbench.method import Choice, MethodOptions, TableRow
+from dmlbench.nn.model import ModelSpec
+from dmlbench.nn.peft_tuning import TARGET_HELP, TARGETS, PeftMethod, block_regex
 from dmlbench.options import option
 from dmlbench.registry import register_method
 
@@ -44,7 +37,7 @@ class LoRAOptions(MethodOptions):
 
 
 @register_method("lora")
-class LoRA(Method):
+class LoRA(PeftMethod):
     description = "LoRA (peft): frozen backbone, low-rank updates of its linear layers, merged."
     Options = LoRAOptions
     table_rows = (
@@ -54,22 +47,16 @@ class LoRA(Method):
 
     use_dora = False  # DoRA (dora.py) is this with peft's weight decomposition
 
-    def attach(self, model: EmbeddingModel) -> None:
-        o = self.options
-        config = LoraConfig(r=o.rank, lora_alpha=o.alpha, lora_dropout=o.dropout,
-                            target_modules=block_regex(TARGETS[o.targets]),
-                            use_dora=self.use_dora)  # fmt: skip
-        attach_peft(model, config)  # A, B (and DoRA's magnitudes) train; the rest is frozen
-
-    def inference_model(self, model: EmbeddingModel) -> EmbeddingModel:
-        return merged_copy(model)
+    def peft_config(self, spec: ModelSpec) -> LoraConfig:
+        o = self.options  # A, B (and DoRA's magnitudes) train; the rest is frozen
+        return LoraConfig(r=o.rank, lora_alpha=o.alpha, lora_dropout=o.dropout,
+                          target_modules=block_regex(TARGETS[o.targets]),
+                          use_dora=self.use_dora)  # fmt: skip
 
     @classmethod
     def search_space(cls) -> dict:
         return {**super().search_space(), "opt.rank": Choice((4, 8, 16))}
 
-    def tunable_formula(self, spec: ModelSpec) -> int:
-        r, magnitudes = self.options.rank, int(self.use_dora)  # DoRA: one magnitude per output
-        updates = per_layer(spec, TARGETS[self.options.targets],
-                            lambda path, i, o: r * (i + o) + magnitudes * o)  # fmt: skip
-        return spec.head_params + spec.proxy_params + updates + self.bias_formula(spec)
+    def adapter_count(self, path: str, fan_in: int, fan_out: int) -> int:
+        magnitudes = fan_out if self.use_dora else 0  # DoRA: one magnitude per output
+        return self.options.rank * (fan_in + fan_out) + magnitudes

@@ -16,16 +16,9 @@ from typing import Literal
 from peft import OFTConfig
 from peft.tuners.oft.layer import OFTLayer
 
-from dmlbench.method import Choice, Method, MethodOptions, TableRow
-from dmlbench.nn.model import EmbeddingModel, ModelSpec
-from dmlbench.nn.peft_tuning import (
-    TARGET_HELP,
-    TARGETS,
-    attach_peft,
-    block_regex,
-    merged_copy,
-    per_layer,
-)
+from dmlbench.method import Choice, MethodOptions, TableRow
+from dmlbench.nn.model import ModelSpec
+from dmlbench.nn.peft_tuning import TARGET_HELP, TARGETS, PeftMethod, block_regex
 from dmlbench.options import option
 from dmlbench.registry import register_method
 
@@ -48,28 +41,20 @@ def adjusted_block(in_features: int, block: int) -> int:
 
 
 @register_method("oft")
-class OFT(Method):
+class OFT(PeftMethod):
     description = "OFT (peft): block-diagonal orthogonal rotation of the weights, merged."
     Options = OFTOptions
     table_rows = (TableRow("OFT (b32, qkv)", {"block_size": 32, "targets": "qkv"}, order=45),)
 
-    def attach(self, model: EmbeddingModel) -> None:
+    def peft_config(self, spec: ModelSpec) -> OFTConfig:
         o = self.options
-        config = OFTConfig(r=0, oft_block_size=o.block_size,
-                           target_modules=block_regex(TARGETS[o.targets]))  # fmt: skip
-        attach_peft(model, config)
-
-    def inference_model(self, model: EmbeddingModel) -> EmbeddingModel:
-        return merged_copy(model)
+        return OFTConfig(r=0, oft_block_size=o.block_size,
+                         target_modules=block_regex(TARGETS[o.targets]))  # fmt: skip
 
     @classmethod
     def search_space(cls) -> dict:
         return {**super().search_space(), "opt.block_size": Choice((16, 32, 64))}
 
-    def tunable_formula(self, spec: ModelSpec) -> int:
-        def rotation(path: str, i: int, o: int) -> int:
-            b = adjusted_block(i, self.options.block_size)
-            return (i // b) * (b * (b - 1) // 2)
-
-        blocks = per_layer(spec, TARGETS[self.options.targets], rotation)
-        return spec.head_params + spec.proxy_params + blocks + self.bias_formula(spec)
+    def adapter_count(self, path: str, fan_in: int, fan_out: int) -> int:
+        b = adjusted_block(fan_in, self.options.block_size)
+        return (fan_in // b) * (b * (b - 1) // 2)  # a skew-symmetric b × b per block

@@ -16,16 +16,9 @@ from typing import Literal
 from peft import VeraConfig
 from peft.tuners.vera import VeraModel
 
-from dmlbench.method import Choice, Method, MethodOptions, TableRow
-from dmlbench.nn.model import EmbeddingModel, ModelSpec
-from dmlbench.nn.peft_tuning import (
-    TARGET_HELP,
-    TARGETS,
-    attach_peft,
-    block_regex,
-    merged_copy,
-    per_layer,
-)
+from dmlbench.method import Choice, MethodOptions, TableRow
+from dmlbench.nn.model import ModelSpec
+from dmlbench.nn.peft_tuning import TARGET_HELP, TARGETS, PeftMethod, block_regex
 from dmlbench.options import option
 from dmlbench.registry import register_method
 
@@ -45,26 +38,21 @@ class VeRAOptions(MethodOptions):
 
 
 @register_method("vera")
-class VeRA(Method):
+class VeRA(PeftMethod):
     description = "VeRA (peft): shared frozen random low-rank matrices, trained scalings, merged."
     Options = VeRAOptions
     table_rows = (TableRow("VeRA (r256, all)", {"rank": 256, "targets": "all"}, order=41),)
+    tuner = VeraModel  # the random matrices are shared by all layers, held by the tuner
 
-    def attach(self, model: EmbeddingModel) -> None:
+    def peft_config(self, spec: ModelSpec) -> VeraConfig:
         o = self.options
-        config = VeraConfig(r=o.rank, target_modules=block_regex(TARGETS[o.targets]),
-                            d_initial=o.d_initial, vera_dropout=o.dropout,
-                            save_projection=True)  # fmt: skip
-        attach_peft(model, config, tuner=VeraModel)
-
-    def inference_model(self, model: EmbeddingModel) -> EmbeddingModel:
-        return merged_copy(model)
+        return VeraConfig(r=o.rank, target_modules=block_regex(TARGETS[o.targets]),
+                          d_initial=o.d_initial, vera_dropout=o.dropout,
+                          save_projection=True)  # fmt: skip
 
     @classmethod
     def search_space(cls) -> dict:
         return {**super().search_space(), "opt.rank": Choice((64, 128, 256))}
 
-    def tunable_formula(self, spec: ModelSpec) -> int:
-        r = self.options.rank
-        scalings = per_layer(spec, TARGETS[self.options.targets], lambda path, i, o: r + o)
-        return spec.head_params + spec.proxy_params + scalings + self.bias_formula(spec)
+    def adapter_count(self, path: str, fan_in: int, fan_out: int) -> int:
+        return self.options.rank + fan_out  # the scalings d (r) and b (out)
