@@ -61,6 +61,22 @@ def test_memory_rows_measure_beside_the_estimate_and_never_overwrite(tmp_path, c
     assert "cuda" not in capsys.readouterr().err
 
 
+def test_the_end_to_end_runs_go_through_on_the_cpu(tmp_path, monkeypatch):
+    """The VPTSP-G run on the generated CUB folder and VPTSP-G under torchrun (gloo
+    here, NCCL on a GPU): both rows finish, the first with its R@1."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    output = tmp_path / "check.md"
+    argv = ["--device", "cpu", "--steps", "1", "--backbone", "vit_glyph_patch8_48",
+            "--batch", "8", "--rows", "Linear probe", "--output", str(output)]  # fmt: skip
+    assert _gpu_check().main(argv) == 0
+    lines = output.read_text().splitlines()
+    (single,) = [line for line in lines if line.startswith("| VPTSP-G end to end")]
+    (ranks,) = [line for line in lines if line.startswith("| VPTSP-G under torchrun (2")]
+    single_cells = [c.strip() for c in single.strip("|").split("|")]
+    assert single_cells[1] == "ok" and 0 <= float(single_cells[3]) <= 1
+    assert "| ok |" in ranks
+
+
 def test_the_generated_folder_is_read_as_cub(tmp_path, monkeypatch):
     from dmlbench.data.spec import get_dataset
 
