@@ -164,7 +164,11 @@ def tradeoff(part: pd.DataFrame, folder: Path, stem: str, title: str) -> list[Pa
     ax.legend(fontsize=FONT - 0.5, loc="lower right")
     ax.set_title(f"{title}: marker area ∝ peak memory", fontsize=FONT + 1)
     key.axis("off")
-    key.text(0.0, 1.0, "\n".join(_wrapped(lines)), va="top", ha="left", fontsize=FONT - 0.5,
+    wrapped = _wrapped(lines)
+    # the key's lines set the height (a 7-pt line is ~0.12 in): ~20 rows fit in 3.4 in,
+    # a larger table (the method zoo's ~30) gets a taller figure, not a clipped key
+    fig.set_size_inches(WIDE, max(3.4, 0.14 * len(wrapped) + 0.3))
+    key.text(0.0, 1.0, "\n".join(wrapped), va="top", ha="left", fontsize=FONT - 0.5,
              family="monospace", transform=key.transAxes)  # fmt: skip
     return _save(fig, folder, stem)
 
