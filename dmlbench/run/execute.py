@@ -423,7 +423,7 @@ def save(s: Session, epoch_progress: EpochProgress | None) -> None:
         "epoch_progress": dataclasses.asdict(epoch_progress) if epoch_progress else None,
         "rng": rng_state(),
     }
-    if s.ctx.enabled:  # each rank's own: augmentations draw from them (rank 0's is "rng")
+    if s.ctx.enabled:  # each rank's own (dropout, drop-path draw from them); "rng": rank 0's
         payload["rng_per_rank"] = distributed.gather_objects(payload["rng"], s.ctx)
     if s.ctx.is_main:
         save_checkpoint(s.writer.run_dir, s.trainer.step, payload, s.config.keep_checkpoints)
