@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from dmlbench.nn.collectives import SINGLE, DistContext
 from dmlbench.nn.model import EmbeddingModel, ModelSpec
 from dmlbench.options import build_options, option
-from dmlbench.train.distributed import SINGLE, DistContext
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ class Method:
     def synchronises_itself(self, model: EmbeddingModel) -> list[torch.Tensor]:
         """Trainable parameters DDP must leave alone under several processes because the
         method keeps their copies equal itself (e.g. with
-        :func:`dmlbench.train.distributed.average_gradient` on the rows it uses): those
+        :func:`dmlbench.nn.collectives.average_gradient` on the rows it uses): those
         kept in host memory, which DDP cannot reduce beside accelerator tensors, and those
         the method steps itself."""
         return []

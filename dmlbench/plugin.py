@@ -21,9 +21,10 @@ from dmlbench.method import (
     Uniform,
 )
 from dmlbench.nn.model import EmbeddingHead, EmbeddingModel, ModelSpec
-from dmlbench.nn.peft_tuning import TARGET_HELP, TARGETS, PeftMethod, block_regex
+from dmlbench.nn.peft_tuning import TARGET_HELP, TARGETS, block_regex
 from dmlbench.options import option
 from dmlbench.paths import cache_root
+from dmlbench.peft_method import PeftMethod
 from dmlbench.registry import register_method
 
 __all__ = [

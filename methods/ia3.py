@@ -19,8 +19,9 @@ from peft import IA3Config
 
 from dmlbench.method import MethodOptions, TableRow
 from dmlbench.nn.model import ModelSpec
-from dmlbench.nn.peft_tuning import PeftMethod, block_regex
+from dmlbench.nn.peft_tuning import block_regex
 from dmlbench.options import option
+from dmlbench.peft_method import PeftMethod
 from dmlbench.registry import register_method
 
 IA3_TARGETS = {

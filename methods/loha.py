@@ -14,8 +14,9 @@ from peft import LoHaConfig
 
 from dmlbench.method import Choice, MethodOptions, TableRow
 from dmlbench.nn.model import ModelSpec
-from dmlbench.nn.peft_tuning import TARGET_HELP, TARGETS, PeftMethod, block_regex
+from dmlbench.nn.peft_tuning import TARGET_HELP, TARGETS, block_regex
 from dmlbench.options import option
+from dmlbench.peft_method import PeftMethod
 from dmlbench.registry import register_method
 
 

@@ -18,8 +18,9 @@ from peft.tuners.oft.layer import OFTLayer
 
 from dmlbench.method import Choice, MethodOptions, TableRow
 from dmlbench.nn.model import ModelSpec
-from dmlbench.nn.peft_tuning import TARGET_HELP, TARGETS, PeftMethod, block_regex
+from dmlbench.nn.peft_tuning import TARGET_HELP, TARGETS, block_regex
 from dmlbench.options import option
+from dmlbench.peft_method import PeftMethod
 from dmlbench.registry import register_method
 
 

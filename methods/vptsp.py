@@ -23,18 +23,18 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from dmlbench.method import Choice, LogUniform, Method, PaperNumbers, TableRow, Uniform
+from dmlbench.nn.collectives import (
+    average_gradient,
+    gather_tensor,
+    gather_with_gradient,
+    local_share,
+)
 from dmlbench.nn.labels import BatchClasses, batch_classes
 from dmlbench.nn.model import EmbeddingHead, EmbeddingModel, ModelSpec, init_proxies
 from dmlbench.nn.prompt_bank import ClassPromptBank, resolve_storage
 from dmlbench.nn.prompts import DeepPrompts, PromptInserter, init_prompts, tapered_counts
 from dmlbench.options import option
 from dmlbench.registry import register_method
-from dmlbench.train.distributed import (
-    average_gradient,
-    gather_tensor,
-    gather_with_gradient,
-    local_share,
-)
 
 
 @dataclass

@@ -31,7 +31,7 @@ STAGES = [
     ),
     ("data",),
     ("nn",),
-    ("method", "registry", "config", "methods", "plugin"),
+    ("method", "peft_method", "registry", "config", "methods", "plugin"),
     ("eval",),
     ("train",),
     ("cost",),
