@@ -27,7 +27,7 @@ import torch.distributed as dist
 
 # The step's collectives live with the methods that call them; the trainer's own
 # (joining the group, sharded evaluation, broadcast) are here.
-from dmlbench.nn.collectives import (  # noqa: F401  (SINGLE, gather_objects: re-exported)
+from dmlbench.nn.collectives import (  # noqa: F401  (SINGLE: re-exported)
     SINGLE,
     DistContext,
     gather_objects,
@@ -55,8 +55,7 @@ def gather_shards(embeddings: np.ndarray, labels: np.ndarray, ctx: DistContext):
     """Rank r embedded items r, r+N, r+2N …; rank 0 gets them back in item order."""
     if not ctx.enabled:
         return embeddings, labels
-    parts: list[Any] = [None] * ctx.world
-    dist.all_gather_object(parts, (embeddings, labels))
+    parts = gather_objects((embeddings, labels), ctx)
     if not ctx.is_main:
         return None, None
     total = sum(len(p[0]) for p in parts)
