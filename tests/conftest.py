@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -11,6 +14,19 @@ import pytest
 from dmlbench.data.glyphs.fonts import font_files
 
 TINY_BACKBONE = "vit_glyph_patch8_48"
+
+
+def benchmark_script(name: str) -> ModuleType:
+    """``benchmarks/NAME.py`` imported as a module (the folder is no package). Registered in
+    ``sys.modules`` first, since dataclasses look their module up while it executes."""
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session", autouse=True)

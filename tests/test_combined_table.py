@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pandas as pd
 
+from tests.conftest import benchmark_script
+
 ROOT = Path(__file__).parents[1]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "combined_table", ROOT / "benchmarks" / "combined_table.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("combined_table", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _split_report(tmp_path: Path) -> tuple[Path, Path]:
@@ -34,7 +24,8 @@ def _split_report(tmp_path: Path) -> tuple[Path, Path]:
 def test_rows_of_two_reports_in_one_order_with_places_and_sources(tmp_path):
     first, second = _split_report(tmp_path)
     out = tmp_path / "combined"
-    assert _script().main([str(first), str(second), "--output", str(out)]) == 0
+    combined_table = benchmark_script("combined_table")
+    assert combined_table.main([str(first), str(second), "--output", str(out)]) == 0
     text = (out / "combined.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
     body = [[c.strip() for c in r.strip("|").split("|")] for r in rows[1:]]
@@ -55,7 +46,8 @@ def test_rows_of_two_reports_in_one_order_with_places_and_sources(tmp_path):
 def test_a_row_in_two_reports_is_refused_in_one_line(tmp_path, capsys):
     first, _ = _split_report(tmp_path)
     out = tmp_path / "combined"
-    assert _script().main([str(first), str(first), "--output", str(out)]) == 2
+    combined_table = benchmark_script("combined_table")
+    assert combined_table.main([str(first), str(first), "--output", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "rows in more than one report" in err[0]
     assert not out.exists()

@@ -14,6 +14,7 @@ from dmlbench.data.spec import get_dataset
 from dmlbench.nn.losses import ProxyAnchorLoss
 from dmlbench.registry import get_method
 from dmlbench.train.optim import build_optimizer, build_scheduler
+from tests.conftest import benchmark_script
 
 # dataset → (optimizer, lr, O's lr, weight decay, epochs, batch, k, T_max, eta_min, α)
 REFERENCE = {
@@ -178,23 +179,10 @@ def test_both_samplers_give_batch_over_m_classes_of_m_images(kind):
         assert sorted(counts.values()) == [2, 2, 2, 2]
 
 
-def _against_reference():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "benchmarks" / "against_reference.py"
-    spec = importlib.util.spec_from_file_location("against_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("against_reference", module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_against_reference_names_a_folder_that_is_no_clone(tmp_path, capsys):
     """The check imports the authors' code from the user's clone; anything else is one
     line and exit 2, before any model is built."""
-    script = _against_reference()
+    script = benchmark_script("against_reference")
     with pytest.raises(SystemExit) as missing:
         script.main(["--reference", str(tmp_path / "nowhere")])
     assert missing.value.code == 2

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from dmlbench.data.public.base import UNCHECKED_COUNTS_ENV
-
-
-def _gpu_check():
-    path = Path(__file__).parents[1] / "benchmarks" / "gpu_check.py"
-    spec = importlib.util.spec_from_file_location("gpu_check", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("gpu_check", module)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import benchmark_script
 
 
 def test_memory_rows_measure_beside_the_estimate_and_never_overwrite(tmp_path, capsys):
     from dmlbench.cost.memory import StepShape, estimate_step_memory
     from dmlbench.registry import get_method
 
-    script = _gpu_check()
+    script = benchmark_script("gpu_check")
     output = tmp_path / "gpu" / "check.md"
     argv = [
         "--device",
@@ -68,7 +56,7 @@ def test_the_end_to_end_runs_go_through_on_the_cpu(tmp_path, monkeypatch):
     output = tmp_path / "check.md"
     argv = ["--device", "cpu", "--steps", "1", "--backbone", "vit_glyph_patch8_48",
             "--batch", "8", "--rows", "Linear probe", "--output", str(output)]  # fmt: skip
-    assert _gpu_check().main(argv) == 0
+    assert benchmark_script("gpu_check").main(argv) == 0
     lines = output.read_text().splitlines()
     (single,) = [line for line in lines if line.startswith("| VPTSP-G end to end")]
     (ranks,) = [line for line in lines if line.startswith("| VPTSP-G under torchrun (2")]
@@ -80,7 +68,7 @@ def test_the_end_to_end_runs_go_through_on_the_cpu(tmp_path, monkeypatch):
 def test_the_generated_folder_is_read_as_cub(tmp_path, monkeypatch):
     from dmlbench.data.spec import get_dataset
 
-    script = _gpu_check()
+    script = benchmark_script("gpu_check")
     script.write_cub_layout(tmp_path, classes=200, per_class=2, size=16)
     monkeypatch.setenv(UNCHECKED_COUNTS_ENV, "1")
     records = get_dataset("cub", str(tmp_path)).records()
@@ -94,5 +82,5 @@ def test_no_cuda_is_one_line_and_exit_2(capsys):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    assert _gpu_check().main(["--device", "cuda"]) == 2
+    assert benchmark_script("gpu_check").main(["--device", "cuda"]) == 2
     assert capsys.readouterr().err.strip().startswith("gpu_check: no CUDA device here")

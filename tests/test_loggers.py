@@ -200,16 +200,25 @@ def test_wandb_offline_run_holds_the_runs_numbers_and_a_resume_continues_it(
 
 
 def _wandb_round_trip(glyph_folder: Path, tmp_path: Path) -> None:
+    import wandb
+
     result, run_dir = tiny_run(glyph_folder, tmp_path / "runs", "--log", "wandb",
                                "--wandb-project", "tests")  # fmt: skip
     assert result.exit_code == 0, result.output
+    # W&B's service process buffers a run file and writes it when it closes the run's
+    # stream, which can come after run.finish() returns (a process's exit waits for it):
+    # the file held only its 7-byte header in one CI run. Shutting the service down
+    # waits for every file to be closed.
+    wandb.teardown()
     assert "warning" not in result.output
     summary, epochs = read_run(run_dir)
     run_id = json.loads((run_dir / "wandb.json").read_text())["run_id"]
     (run_file,) = run_dir.glob(f"wandb/offline-run-*/run-{run_id}.wandb")
     records = wandb_records(run_file)
     kinds = [r.WhichOneof("record_type") for r in records]
-    (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    runs = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert len(runs) == 1, f"{run_file}: {run_file.stat().st_size} bytes, records {kinds}"
+    (run,) = runs
     assert run.project == "tests" and run.display_name == run_dir.name
     config = {}
     for r in records:
