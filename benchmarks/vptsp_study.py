@@ -2,13 +2,18 @@
 
     python benchmarks/vptsp_study.py --paper results/runs/vptsp-study-paper \\
         --bridge results/runs/vptsp-study-bridge --fair results/table1-glyphs/report.csv \\
-        --output results/vptsp-study
+        --mechanism results/runs/vptsp-study-mechanism --output results/vptsp-study
 
 Rows are grouped by their label (the grid's) and condition; numbers are mean ± std
 over the seeds found (n given), in percent, on the test classes, final epoch, and
 beside them the best epoch on test (the paper's convention, labelled). The fair
 protocol's rows come from the committed reference table's report.csv (3 seeds).
 Finished runs only; a run still training is counted as missing.
+
+The mechanism arm (``--mechanism``) is read on the validation classes: per row, MAP@R
+after every epoch with the untrained model (the grid's ``epochs: 0`` rows, same seed)
+as epoch 0, and VPTSP's O share of Q and cos(P, O) from initialisation (the run's
+``method_state.start``) through every epoch (``mechanism.png``, ``tables.md``).
 """
 
 from __future__ import annotations
@@ -190,20 +195,120 @@ def figure(cells: dict, output: Path) -> Path:
     return path
 
 
+# The epochs the mechanism table shows (0: the untrained model).
+MECHANISM_EPOCHS = (0, 1, 2, 4, 8, 12)
+
+
+def mechanism_curves(folder: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Per row label, seeds × epochs (0..E) arrays of validation MAP@R, O's share of Q
+    and cos(P, O); NaN where a value is missing (VPT has no O share)."""
+    runs = finished_runs(folder)
+    untrained = {(r["label"], r["seed"]): r["summary"]["metrics"]["map@r"] for r in runs
+                 if r["summary"]["epochs"] == 0}  # fmt: skip
+    rows: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        if run["summary"]["epochs"] == 0:
+            continue
+        start = (run["summary"].get("method_state") or {}).get("start") or {}
+        records = run["epochs"]
+        curve = rows[run["label"]]
+        curve["seeds"].append(run["seed"])
+        curve["map"].append([untrained.get((run["label"], run["seed"]), np.nan)]
+                            + [e.get("map@r", np.nan) for e in records])  # fmt: skip
+        curve["o_share"].append([start.get("o_share", np.nan)]
+                                + [e.get("state.o_share", np.nan) for e in records])  # fmt: skip
+        curve["cos_p_o"].append([start.get("cos_p_o", np.nan)]
+                                + [e.get("state.cos_p_o", np.nan) for e in records])  # fmt: skip
+    out = {}
+    for label, curve in rows.items():
+        length = min(len(c) for c in curve["map"])
+        out[label] = {k: np.array([c[:length] for c in curve[k]], dtype=float)
+                      for k in ("map", "o_share", "cos_p_o")}  # fmt: skip
+        out[label]["seeds"] = np.array(curve["seeds"])
+    return out
+
+
+def _at(stack: np.ndarray, epoch: int, scale: float = 100, digits: int = 1) -> str:
+    if epoch >= stack.shape[1] or np.isnan(stack[:, epoch]).all():
+        return "—"
+    values = scale * stack[:, epoch]
+    m = np.nanmean(values)
+    if len(values) < 2:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {np.nanstd(values, ddof=1):.{digits}f}"
+
+
+def mechanism_table(curves: dict) -> str:
+    head = " | ".join(f"epoch {e}" for e in MECHANISM_EPOCHS)
+    lines = [f"| row | seeds | {head} |", "|---|---|" + "---|" * len(MECHANISM_EPOCHS)]
+
+    def row(name: str, c: dict, key: str, scale: float = 100, digits: int = 1) -> str:
+        cells = " | ".join(_at(c[key], e, scale, digits) for e in MECHANISM_EPOCHS)
+        return f"| {name} | {len(c['seeds'])} | {cells} |"
+
+    lines += [row(f"{label}: validation MAP@R", c, "map") for label, c in curves.items()]
+    for label, c in curves.items():
+        if not np.isnan(c["o_share"]).all():
+            lines.append(row(f"{label}: O's share of Q (%)", c, "o_share"))
+            lines.append(row(f"{label}: cos(P, O)", c, "cos_p_o", 1, 2))
+    return "\n".join(lines)
+
+
+def mechanism_figure(curves: dict, output: Path) -> Path:
+    fig, (val, share, cosine) = plt.subplots(1, 3, figsize=(16, 4.6))
+    colours = {"VPT (B) (L6, N10)": "tab:blue", "VPTSP-G (B)": "tab:red",
+               "VPTSP-M (B)": "tab:green"}  # fmt: skip
+    for label, c in curves.items():
+        colour = colours.get(label)
+        epochs = np.arange(c["map"].shape[1])
+        for axis, key, scale in ((val, "map", 100), (share, "o_share", 100),
+                                 (cosine, "cos_p_o", 1)):  # fmt: skip
+            stack = scale * c[key]
+            if np.isnan(stack).all():
+                continue
+            axis.plot(epochs, np.nanmean(stack, 0), color=colour, marker=".",
+                      label=f"{label} ({len(stack)} seeds)")  # fmt: skip
+            if len(stack) > 1:
+                axis.fill_between(epochs, np.nanmin(stack, 0), np.nanmax(stack, 0),
+                                  color=colour, alpha=0.15)  # fmt: skip
+    for axis, ylabel, title in (
+        (val, "validation MAP@R (%)", "validation classes, epoch 0 = untrained (band: seeds)"),
+        (share, "O's share of Q (%)", "α‖O‖ / (α‖O‖ + (1−α)‖P‖), from initialisation"),
+        (cosine, "mean cos(P_c, O_c)", "cosine between each class's P and O"),
+    ):
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(ylabel)
+        axis.set_title(title)
+        axis.legend(loc="best")
+    fig.suptitle("The mechanism arm: the fair protocol's settings for 12 epochs, validation "
+                 "scored every epoch")  # fmt: skip
+    fig.tight_layout()
+    path = output / "mechanism.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--paper", type=Path)
     parser.add_argument("--bridge", type=Path)
     parser.add_argument("--fair", type=Path)
+    parser.add_argument("--mechanism", type=Path)
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     cells = collect(args)
     args.output.mkdir(parents=True, exist_ok=True)
     text = ("## The paper's protocol\n\n" + paper_table(cells) + "\n\n## One change at a time\n\n"
             + table(cells) + "\n")  # fmt: skip
+    curves = mechanism_curves(args.mechanism) if args.mechanism else {}
+    if curves:
+        text += "\n## The mechanism (validation classes)\n\n" + mechanism_table(curves) + "\n"
     (args.output / "tables.md").write_text(text)
     print(text)
     print(f"figure: {figure(cells, args.output)}")
+    if curves:
+        print(f"figure: {mechanism_figure(curves, args.output)}")
     return 0
 
 
