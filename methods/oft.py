@@ -3,9 +3,12 @@ learned block-diagonal orthogonal matrix, W' = W·R, which keeps the angles betw
 its neurons (the "hyperspherical energy") of the pretrained weight.
 
 peft parametrises each b × b block of R by its b(b−1)/2 skew-symmetric entries
-(the Cayley transform, R = (I − S)(I + S)⁻¹), in/b blocks per layer (b made to
-divide the layer's input width as peft adjusts it); R starts at I. Merged for
-evaluation.
+S (the Cayley transform), in/b blocks per layer (b made to divide the layer's input
+width as peft adjusts it); R starts at I. Merged for evaluation. By default peft
+expands the transform's inverse in a 5-term Neumann series, which is orthogonal only
+while ‖S‖ ≪ 1: trained on glyphs at the tuned rate, R's blocks end ‖S‖₂ ≈ 0.8 and
+‖RᵀR − I‖₂ ≈ 0.6 (benchmarks/oft_orthogonality.py, docs/fidelity.md). ``cayley=exact``
+solves the transform instead, as the OFT paper does: R stays orthogonal.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from dmlbench.registry import register_method
 class OFTOptions(MethodOptions):
     block_size: int = option(32, "b: width of each orthogonal block of R")
     targets: Literal["qkv", "attn", "all"] = option("qkv", TARGET_HELP)
+    cayley: Literal["neumann", "exact"] = option(
+        "neumann", "R from S: peft's default series (approximately orthogonal) or solved exactly"
+    )
 
     def __post_init__(self):
         if self.block_size < 2:
@@ -50,7 +56,8 @@ class OFT(PeftMethod):
     def peft_config(self, spec: ModelSpec) -> OFTConfig:
         o = self.options
         return OFTConfig(r=0, oft_block_size=o.block_size,
-                         target_modules=block_regex(TARGETS[o.targets]))  # fmt: skip
+                         target_modules=block_regex(TARGETS[o.targets]),
+                         use_cayley_neumann=o.cayley == "neumann")  # fmt: skip
 
     @classmethod
     def search_space(cls) -> dict:

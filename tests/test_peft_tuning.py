@@ -65,3 +65,24 @@ def test_oft_counts_the_block_size_peft_adjusts_to():
     probe = get_method("linear-probe")().tunable_formula(model.spec)
     assert method.tunable_formula(model.spec) - probe == 12 * 4 * (8 * 7 // 2)
     assert model.backbone.blocks[0].attn.qkv.oft_R["default"].weight.shape == (4, 28)
+
+
+def test_oft_is_orthogonal_with_the_exact_cayley_transform_and_only_near_it_with_the_series():
+    """At ‖S‖₂ = 0.60 (training on glyphs reaches 0.8), peft's default 5-term series gives
+    block 0's qkv an R with ‖RᵀR − I‖₂ = 0.24 (oft_orthogonality.py's helpers, same S);
+    cayley=exact keeps R orthogonal, and either merged model embeds as the unmerged one."""
+    images = batches(1)[0][0][:4]
+    errors = {}
+    for cayley in ("neumann", "exact"):
+        model, method = prepared(get_method("oft"), {"block_size": 8, "cayley": cayley})
+        rotation = model.backbone.blocks[0].attn.qkv.oft_R["default"]
+        with torch.no_grad():
+            s = torch.randn(rotation.weight.shape, generator=torch.Generator().manual_seed(0))
+            rotation.weight.copy_(0.12 * s)
+            r = rotation.get_weight().double()
+        errors[cayley] = torch.linalg.matrix_norm(r.T @ r - torch.eye(D), ord=2).item()
+        model.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(method.inference_model(model)(images), model(images),
+                                       atol=1e-5, rtol=1e-4)  # fmt: skip
+    assert errors["exact"] < 1e-5 and errors["neumann"] > 0.2
