@@ -59,6 +59,17 @@ def final_result(run_dir: Path) -> tuple[list[dict], dict[str, torch.Tensor]]:
     return records, last["trainer"]["model"]
 
 
+def assert_same_final_result(run_dir: Path, reference: tuple[list[dict], dict]) -> None:
+    """The run ends with the reference's epoch records and trained tensors, bit for bit."""
+    records, state = final_result(run_dir)
+    ref_records, ref_state = reference
+    assert records == ref_records  # losses and every metric, exactly
+    assert state.keys() == ref_state.keys()
+    for name, tensor in ref_state.items():
+        if isinstance(tensor, torch.Tensor):
+            assert torch.equal(state[name], tensor), name
+
+
 @pytest.fixture(scope="module")
 def reference(glyph_folder, tmp_path_factory):
     """Uninterrupted runs, one per method under test."""
@@ -98,13 +109,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(
     resumed = run_cli(["run", "--resume", str(run_dir)])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed at epoch" in resumed.stdout
-    records, state = final_result(run_dir)
-    ref_records, ref_state = reference(method)
-    assert records == ref_records  # losses and every metric, exactly
-    assert state.keys() == ref_state.keys()
-    for name, tensor in ref_state.items():
-        if isinstance(tensor, torch.Tensor):
-            assert torch.equal(state[name], tensor), name
+    assert_same_final_result(run_dir, reference(method))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["resumed"] == 1
 

@@ -23,7 +23,7 @@ from dmlbench.train.checkpoint import trained_state
 from dmlbench.train.distributed import SINGLE, DistContext
 from dmlbench.train.trainer import Trainer
 
-from .test_checkpoint import final_result, only_run_dir, run_args
+from .test_checkpoint import assert_same_final_result, final_result, only_run_dir, run_args
 
 STEPS, WORLD, BATCH = 3, 2, 8
 # (name, method, options, optimizer): each bank storage, both merges, the (B) variant.
@@ -134,8 +134,8 @@ def test_vptsp_under_torchrun_killed_and_resumed_ends_as_uninterrupted(glyph_fol
     whole = _torchrun(_vptsp_args(glyph_folder, tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr[-3000:]
     assert whole.stdout.count("result (vptsp-g") == 1  # rank 0 reports
-    ref_records, ref_state = final_result(only_run_dir(tmp_path / "whole"))
-    assert [r["train_images"] for r in ref_records] == [24, 24]  # the global batch
+    reference = final_result(only_run_dir(tmp_path / "whole"))
+    assert [r["train_images"] for r in reference[0]] == [24, 24]  # the global batch
     summary = json.loads((only_run_dir(tmp_path / "whole") / "summary.json").read_text())
     assert summary["processes"] == 2
 
@@ -147,9 +147,4 @@ def test_vptsp_under_torchrun_killed_and_resumed_ends_as_uninterrupted(glyph_fol
     resumed = _torchrun(["run", "--resume", str(run_dir)])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed at epoch" in resumed.stdout
-    records, state = final_result(run_dir)
-    assert records == ref_records  # every loss and metric, exactly
-    assert state.keys() == ref_state.keys()
-    for key, tensor in ref_state.items():
-        if isinstance(tensor, torch.Tensor):
-            assert torch.equal(state[key], tensor), key
+    assert_same_final_result(run_dir, reference)
