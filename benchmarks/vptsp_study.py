@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -52,7 +53,8 @@ def finished_runs(folder: Path) -> list[dict]:
         epochs = [json.loads(line) for line in
                   (summary_path.parent / "epochs.jsonl").read_text().splitlines()]  # fmt: skip
         runs.append({"label": config.get("label") or summary["method_label"],
-                     "seed": summary["seed"], "summary": summary, "epochs": epochs})  # fmt: skip
+                     "seed": summary["seed"], "summary": summary, "epochs": epochs,
+                     "trained_epochs": config.get("epochs")})  # fmt: skip
     return runs
 
 
@@ -204,10 +206,10 @@ def mechanism_curves(folder: Path) -> dict[str, dict[str, np.ndarray]]:
     and cos(P, O); NaN where a value is missing (VPT has no O share)."""
     runs = finished_runs(folder)
     untrained = {(r["label"], r["seed"]): r["summary"]["metrics"]["map@r"] for r in runs
-                 if r["summary"]["epochs"] == 0}  # fmt: skip
+                 if r["trained_epochs"] == 0}  # fmt: skip
     rows: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        if run["summary"]["epochs"] == 0:
+        if run["trained_epochs"] == 0:
             continue
         start = (run["summary"].get("method_state") or {}).get("start") or {}
         records = run["epochs"]
@@ -266,11 +268,14 @@ def mechanism_figure(curves: dict, output: Path) -> Path:
             stack = scale * c[key]
             if np.isnan(stack).all():
                 continue
-            axis.plot(epochs, np.nanmean(stack, 0), color=colour, marker=".",
+            with warnings.catch_warnings():  # an epoch no seed has (yet) is a gap, not a value
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, low, high = (np.nanmean(stack, 0), np.nanmin(stack, 0),
+                                   np.nanmax(stack, 0))  # fmt: skip
+            axis.plot(epochs, mean, color=colour, marker=".",
                       label=f"{label} ({len(stack)} seeds)")  # fmt: skip
             if len(stack) > 1:
-                axis.fill_between(epochs, np.nanmin(stack, 0), np.nanmax(stack, 0),
-                                  color=colour, alpha=0.15)  # fmt: skip
+                axis.fill_between(epochs, low, high, color=colour, alpha=0.15)
     for axis, ylabel, title in (
         (val, "validation MAP@R (%)", "validation classes, epoch 0 = untrained (band: seeds)"),
         (share, "O's share of Q (%)", "α‖O‖ / (α‖O‖ + (1−α)‖P‖), from initialisation"),

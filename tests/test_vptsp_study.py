@@ -17,14 +17,14 @@ def fake_run(folder: Path, label: str, seed: int, epochs: list[dict], final: dic
              start: dict | None = None, best: dict | None = None) -> None:  # fmt: skip
     run_dir = folder / f"{label.replace(' ', '_')}-s{seed}-{len(epochs)}"
     run_dir.mkdir(parents=True)
-    summary = {"status": "finished", "seed": seed, "method_label": label, "metrics": final,
-               "epochs": len(epochs)}  # fmt: skip
+    summary = {"status": "finished", "seed": seed, "method_label": label, "metrics": final}
     if start is not None:
         summary["method_state"] = {"start": start, "end": {}}
     if best is not None:
         summary["best_on_test"] = best
     (run_dir / "summary.json").write_text(json.dumps(summary))
-    (run_dir / "config.yaml").write_text(yaml.safe_dump({"label": label, "seed": seed}))
+    config = {"label": label, "seed": seed, "epochs": len(epochs)}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     (run_dir / "epochs.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
 
 
