@@ -72,6 +72,10 @@ def mean_std(values: list[float]) -> tuple[float, float, int]:
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else float("nan"), len(a)
 
 
+def seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def fmt(m: float, s: float, n: int) -> str:
     if n == 0:
         return "—"
@@ -165,27 +169,31 @@ def figure(cells: dict, output: Path) -> Path:
     bars.set_ylim(max(0, low - 8), high + 6)
     bars.set_title("VPT (B) against VPTSP-G (B), one change at a time")
     bars.legend(loc="upper center", ncol=2)
-    for method, colour in (("VPT", "tab:cyan"), ("VPTSP-G", "tab:orange"),
-                           ("VPT (B)", "tab:blue"), ("VPTSP-G (B)", "tab:red")):  # fmt: skip
-        cell = cells.get((method, "paper"))
+    for method, condition, colour, style in (
+        ("VPT", "paper", "tab:cyan", "-"), ("VPTSP-G", "paper", "tab:orange", "-"),
+        ("VPT (B)", "paper", "tab:blue", "-"), ("VPTSP-G (B)", "paper", "tab:red", "-"),
+        ("VPT (B)", "paper, k=1", "tab:blue", "--"), ("VPTSP-G (B)", "paper, k=1", "tab:red", "--"),
+    ):  # fmt: skip
+        cell = cells.get((method, condition))
         if not cell or not cell.get("curves"):
             continue
         length = min(len(c) for c in cell["curves"])
         stack = 100 * np.array([[v if v is not None else np.nan for v in c[:length]]
                                 for c in cell["curves"]], dtype=float)  # fmt: skip
         epochs = np.arange(1, length + 1)
-        curves.plot(epochs, np.nanmean(stack, 0), color=colour,
-                    label=f"{method} ({len(stack)} seeds)")  # fmt: skip
+        name = method if condition == "paper" else f"{method}, k = 1"
+        curves.plot(epochs, np.nanmean(stack, 0), color=colour, linestyle=style,
+                    label=f"{name} ({seeds(len(stack))})")  # fmt: skip
         if len(stack) > 1:
             curves.fill_between(epochs, np.nanmin(stack, 0), np.nanmax(stack, 0), color=colour,
                                 alpha=0.15)  # fmt: skip
         shares = [[v for v in s[:length]] for s in cell["o_share"] if all(v is not None for v in s)]
         if shares:
-            share.plot(epochs, 100 * np.mean(shares, 0), color=colour,
-                       label=f"{method} ({len(shares)} seeds)")  # fmt: skip
+            share.plot(epochs, 100 * np.mean(shares, 0), color=colour, linestyle=style,
+                       label=f"{name} ({seeds(len(shares))})")  # fmt: skip
     curves.set_xlabel("epoch")
     curves.set_ylabel("test MAP@R (%)")
-    curves.set_title("the paper's recipe: test read every epoch (range over seeds)")
+    curves.set_title("the paper's recipe (k = 2; dashed: k = 1): test MAP@R per epoch")
     curves.legend(loc="lower right")
     share.set_xlabel("epoch")
     share.set_ylabel("O's share of Q (%)")
@@ -273,7 +281,7 @@ def mechanism_figure(curves: dict, output: Path) -> Path:
                 mean, low, high = (np.nanmean(stack, 0), np.nanmin(stack, 0),
                                    np.nanmax(stack, 0))  # fmt: skip
             axis.plot(epochs, mean, color=colour, marker=".",
-                      label=f"{label} ({len(stack)} seeds)")  # fmt: skip
+                      label=f"{label} ({seeds(len(stack))})")  # fmt: skip
             if len(stack) > 1:
                 axis.fill_between(epochs, low, high, color=colour, alpha=0.15)
     for axis, ylabel, title in (
