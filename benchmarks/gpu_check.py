@@ -37,29 +37,21 @@ from PIL import Image
 from dmlbench.cost.memory import StepShape
 from dmlbench.cost.table import measure_on_device, rows_for_table
 from dmlbench.data.spec import get_dataset
+from dmlbench.testing import write_cub_layout
 
 
-def write_cub_layout(root: Path, classes: int = 200, per_class: int = 2, size: int = 64) -> Path:
-    """CUB_200_2011's index files and image folders, filled with generated images whose
-    colour follows the class (so one epoch can learn something)."""
-    cub = root / "CUB_200_2011"
-    images, labels = [], []
-    for c in range(1, classes + 1):
-        rng = np.random.default_rng(c)
-        base = rng.integers(0, 256, 3)
-        for i in range(per_class):
-            image_id = len(images) + 1
-            relative = f"{c:03d}.Bird_{c}/Bird_{c}_{i:04d}_{image_id}.jpg"
-            path = cub / "images" / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pixels = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(path, quality=90)
-            images.append(f"{image_id} {relative}\n")
-            labels.append(f"{image_id} {c}\n")
-    (cub / "images.txt").write_text("".join(images))
-    (cub / "image_class_labels.txt").write_text("".join(labels))
-    (cub / "classes.txt").write_text("".join(f"{c} {c:03d}.Bird_{c}\n" for c in range(1, 201)))
-    return cub
+def write_generated_cub(root: Path, classes: int = 200, per_class: int = 2, size: int = 64) -> Path:
+    """CUB's layout over generated images whose colour follows the class (so one epoch
+    can learn something)."""
+
+    def write_image(path: Path, class_id: int, index: int) -> None:
+        rng = np.random.default_rng([class_id, index])
+        base = np.random.default_rng(class_id).integers(0, 256, 3)
+        pixels = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(path, quality=90)
+
+    return write_cub_layout(root, range(1, classes + 1), per_class, write_image)
 
 
 def memory_rows(args, device: torch.device, deadline: float) -> list[dict]:
@@ -105,7 +97,7 @@ def run_command(command: list[str], env: dict, timeout: float) -> dict:
 def end_to_end(args, device: torch.device, work: Path) -> list[dict]:
     """A VPTSP-G run on a CUB-layout folder, and a run under torchrun."""
     data = work / "data"
-    write_cub_layout(data)
+    write_generated_cub(data)
     # the folder is CUB's layout at a fraction of its size, on purpose: counts unchecked
     env = {**os.environ, "DMLBENCH_DATA": str(data), "DMLBENCH_UNCHECKED_COUNTS": "1"}
     common = ["--dataset", "cub", "--data-root", str(data), "--backbone", args.backbone,

@@ -20,11 +20,14 @@ there), on a tiny ViT (width 32, depth 12, so paper-default options fit):
 ``check_dataset(name)`` is its twin for datasets: records in class-disjoint
 splits, the declared training-class count, every file present and decodable
 to RGB, and the dataset's recipe and transforms usable by a run.
+``write_cub_layout`` makes a CUB_200_2011 folder in the real format from
+generated images, for tests and checks that need the real reader.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import timm
@@ -211,3 +214,29 @@ def check_dataset(name: str, data_root: str | None = None) -> None:
                       test_transform(dataset.transform, 48, (0.5,) * 3, (0.5,) * 3)):  # fmt: skip
         tensor = transform(image)
         assert tuple(tensor.shape) == (3, 48, 48), f"dataset {name}: transform gives {tensor.shape}"
+
+
+def write_cub_layout(
+    data_root: Path,
+    class_ids: Iterable[int],
+    per_class: int,
+    write_image: Callable[[Path, int, int], None],
+) -> Path:
+    """CUB_200_2011 as distributed (``images.txt``, ``image_class_labels.txt``,
+    ``classes.txt``, ``images/<class dir>/<file>``) over the classes ``class_ids``
+    (1-100 train, 101-200 test), ``per_class`` images each written by
+    ``write_image(path, class_id, index)``: the public dataset cannot be downloaded
+    where the suite and the GPU check run, and both must go through the real reader."""
+    root = data_root / "CUB_200_2011"
+    images, labels = [], []
+    for c in class_ids:
+        for i in range(per_class):
+            image_id = len(images) + 1
+            relative = f"{c:03d}.Bird_{c}/Bird_{c}_{i:04d}_{image_id}.jpg"
+            write_image(root / "images" / relative, c, i)
+            images.append(f"{image_id} {relative}\n")
+            labels.append(f"{image_id} {c}\n")
+    (root / "images.txt").write_text("".join(images))
+    (root / "image_class_labels.txt").write_text("".join(labels))
+    (root / "classes.txt").write_text("".join(f"{c} {c:03d}.Bird_{c}\n" for c in range(1, 201)))
+    return root

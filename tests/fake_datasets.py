@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from dmlbench.testing import write_cub_layout
+
 
 def write_image(path: Path, label: int, index: int, mode: str = "RGB") -> None:
     """A 32×40 image whose colour depends on the class (so the tiny runs can learn)."""
@@ -25,19 +27,7 @@ def both_halves(classes: int, total: int) -> list[int]:
 
 def fake_cub(data_root: Path, classes: int = 6, per_class: int = 4) -> Path:
     """CUB_200_2011 with ``classes`` classes, half from 1-100 (train), half from 101-200."""
-    root = data_root / "CUB_200_2011"
-    images, labels = [], []
-    for c in both_halves(classes, 200):
-        for i in range(per_class):
-            image_id = len(images) + 1
-            relative = f"{c:03d}.Bird_{c}/Bird_{c}_{i:04d}_{image_id}.jpg"
-            write_image(root / "images" / relative, c, i)
-            images.append(f"{image_id} {relative}\n")
-            labels.append(f"{image_id} {c}\n")
-    (root / "images.txt").write_text("".join(images))
-    (root / "image_class_labels.txt").write_text("".join(labels))
-    (root / "classes.txt").write_text("".join(f"{c} {c:03d}.Bird_{c}\n" for c in range(1, 201)))
-    return root
+    return write_cub_layout(data_root, both_halves(classes, 200), per_class, write_image)
 
 
 def fake_cars(data_root: Path, classes: int = 6, per_class: int = 4) -> Path:

@@ -69,7 +69,7 @@ def test_the_generated_folder_is_read_as_cub(tmp_path, monkeypatch):
     from dmlbench.data.spec import get_dataset
 
     script = benchmark_script("gpu_check")
-    script.write_cub_layout(tmp_path, classes=200, per_class=2, size=16)
+    script.write_generated_cub(tmp_path, classes=200, per_class=2, size=16)
     monkeypatch.setenv(UNCHECKED_COUNTS_ENV, "1")
     records = get_dataset("cub", str(tmp_path)).records()
     assert len(records) == 400
