@@ -172,6 +172,7 @@ def figure(cells: dict, output: Path) -> Path:
     for method, condition, colour, style in (
         ("VPT", "paper", "tab:cyan", "-"), ("VPTSP-G", "paper", "tab:orange", "-"),
         ("VPT (B)", "paper", "tab:blue", "-"), ("VPTSP-G (B)", "paper", "tab:red", "-"),
+        ("VPTSP-M", "paper", "tab:olive", "-"), ("VPTSP-M (B)", "paper", "tab:green", "-"),
         ("VPT (B)", "paper, k=1", "tab:blue", "--"), ("VPTSP-G (B)", "paper, k=1", "tab:red", "--"),
     ):  # fmt: skip
         cell = cells.get((method, condition))
