@@ -1,4 +1,5 @@
 import json
+import mmap
 import time
 
 import numpy as np
@@ -53,13 +54,19 @@ def test_peak_memory_sees_a_transient_allocation():
     """The peak is recorded by the sampling thread alone; the block is freed
     before the context exits, so only a sample taken while it lived can show it.
     The test waits (bounded) for that sample instead of sleeping a fixed time,
-    which a loaded 2-core CI machine can overrun."""
+    which a loaded 2-core CI machine can overrun. The block is an anonymous mapping:
+    a malloc of 200 MiB can reuse pages the process already holds (a full suite's run
+    measured 0.004 MiB of growth; with malloc's mmap and trim thresholds raised, 0),
+    and then no sampler could see it."""
     with PeakMemory("cpu", interval_s=0.001) as mem:
-        block = np.ones(200 * 2**20 // 8)  # 200 MiB, touched
+        region = mmap.mmap(-1, 200 * 2**20)
+        block = np.frombuffer(region, dtype=np.uint8)
+        block.fill(1)  # every page touched, so resident
         deadline = time.monotonic() + 30
         while mem.rss_peak - mem.rss_start < 150 * 2**20 and time.monotonic() < deadline:
             time.sleep(0.01)
         del block
+        region.close()
     result = mem.result()
     assert result["peak_rss_growth_mb"] == pytest.approx(200, rel=0.25)
     assert current_rss_bytes() - mem.rss_start < 50 * 2**20  # freed: the peak was transient
