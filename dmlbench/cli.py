@@ -374,13 +374,14 @@ def show(run_dir, queries, k, seed) -> None:
 @click.option("--trust", is_flag=True, help="You trust where these files came from.")
 def convert_state(files: tuple[Path, ...], trust: bool) -> None:
     """Convert old-format checkpoints or pretraining state (pickles) to the data-only
-    format. Reading a pickle runs whatever code it holds: convert only files you trust."""
+    format. Pickles are read data only (torch's restricted unpickler, which refuses
+    anything that would call code); still, convert only files you trust."""
     from dmlbench.train.convert import convert_trusted
 
     if not trust:
         raise UserError(
-            "convert-state reads pickles, which run any code they hold; pass --trust only "
-            "for files you or someone you trust made"
+            "convert-state reads pickles (data only, yet a pickle is a program); pass --trust "
+            "only for files you or someone you trust made"
         )
     for path in files:
         if not path.is_file():

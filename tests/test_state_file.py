@@ -227,3 +227,14 @@ def test_a_readable_checkpoint_that_is_no_run_state_is_one_line(checkpointed_run
     assert refused.returncode == 2, refused.stderr[-2000:]
     (line,) = refused.stderr.strip().splitlines()
     assert "its newest checkpoint holds no state this run can take (KeyError" in line
+
+
+def test_convert_state_with_trust_still_runs_no_code(tmp_path):
+    marker = tmp_path / "code-ran"
+    crafted = tmp_path / "step-000000009.pt"
+    crafted_pickle(crafted, marker)
+    refused = run_cli(["convert-state", str(crafted), "--trust"])
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "step-000000009.pt: holds more than data, not converted" in refused.stderr
+    assert refused.stderr.count("\n") <= 1
+    assert not marker.exists() and not crafted.with_suffix(".safetensors").exists()
